@@ -1,0 +1,147 @@
+"""Bearer-token authentication (pyjwt) and the role/scope checks of the contract.
+
+Claims: ``sub`` (user id), ``username``, ``role`` (1 user, 10 admin, 100 root), ``exp``
+(required), optional ``scope`` (space-separated; ``logs:write`` allows ingest).
+Missing or invalid credentials are 401; valid but not allowed is 403.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from .errors import Forbidden, Unauthorized
+from .settings import Settings
+
+ROLE_USER = 1
+ROLE_ADMIN = 10
+ROLE_ROOT = 100
+SCOPE_WRITE = "logs:write"
+MAX_TOKEN_BYTES = 8192
+ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: int
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role >= ROLE_ADMIN
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        settings.check_auth()
+        if settings.jwt_public_key:
+            self._key: str = settings.jwt_public_key
+            self._algorithms = ASYMMETRIC_ALGORITHMS
+        else:
+            assert settings.jwt_secret is not None
+            self._key = settings.jwt_secret
+            self._algorithms = ["HS256"]
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+
+    def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized("missing Authorization header (expected 'Bearer <token>')")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("malformed Authorization header (expected 'Bearer <token>')")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthorized("invalid bearer token: too long")
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+                options={
+                    "require": ["exp", "sub", "role"],
+                    "verify_aud": self._audience is not None,
+                    "verify_iss": self._issuer is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("invalid bearer token: expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("invalid bearer token: not valid yet") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"invalid bearer token: missing claim '{exc.claim}'") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("invalid bearer token") from None
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, object]) -> Principal:
+    sub, role = claims.get("sub"), claims.get("role")
+    if isinstance(sub, bool) or not isinstance(sub, int | str):
+        raise Unauthorized("invalid bearer token: 'sub' must be a user id")
+    try:
+        user_id = int(sub)
+    except ValueError:
+        raise Unauthorized("invalid bearer token: 'sub' must be a user id") from None
+    if user_id < 0 or user_id >= 2**63:
+        raise Unauthorized("invalid bearer token: 'sub' out of range")
+    if isinstance(role, bool) or not isinstance(role, int):
+        raise Unauthorized("invalid bearer token: 'role' must be an integer")
+    username = claims.get("username", "")
+    scope = claims.get("scope", "")
+    if not isinstance(username, str) or not isinstance(scope, str):
+        raise Unauthorized("invalid bearer token: 'username' and 'scope' must be strings")
+    return Principal(user_id, username, role, frozenset(scope.split()))
+
+
+def require_role(principal: Principal, role: int) -> None:
+    if principal.role < role:
+        raise Forbidden("this endpoint needs the admin role" if role >= ROLE_ADMIN else
+                        "this endpoint needs a user role")
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden(f"this endpoint needs the '{scope}' scope")
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    sub: int | str,
+    username: str,
+    role: int,
+    scope: str | None = None,
+    ttl: int = 3600,
+    private_key: str | None = None,
+    algorithm: str = "HS256",
+) -> str:
+    """Sign a bearer token with the configured secret (the ``token`` subcommand)."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": str(sub),
+        "username": username,
+        "role": role,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    if scope:
+        claims["scope"] = scope
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if private_key is not None:
+        return jwt.encode(claims, private_key, algorithm=algorithm)
+    if not settings.jwt_secret:
+        raise ValueError(
+            "GATELOG_JWT_SECRET is not set; tokens for a public-key setup are signed by "
+            "the identity provider that holds the private key"
+        )
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

@@ -1,0 +1,49 @@
+"""``POST /api/internal/logs`` and ``/api/internal/tokens`` (scope ``logs:write``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import SCOPE_WRITE, require_scope
+from ..errors import Unauthorized
+from ..ingest import (
+    LOG_FIELDS,
+    TOKEN_FIELDS,
+    IdGenerator,
+    batch_token,
+    parse_body,
+    store_logs,
+    store_tokens,
+    validate,
+)
+from ..keys import AUTH, IDS, SETTINGS, STORE
+from ..web import ok
+from .logs import hash_key
+
+
+def _writer(request: web.Request) -> None:
+    who = request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    if who is None:  # pragma: no cover - authenticate raises instead
+        raise Unauthorized("missing credentials")
+    require_scope(who, SCOPE_WRITE)
+
+
+async def ingest_logs(request: web.Request) -> web.Response:
+    _writer(request)
+    body = await request.read()
+    rows = validate(
+        parse_body(body, request.content_type), LOG_FIELDS, request.app[SETTINGS].max_batch_rows
+    )
+    ids = request.app[IDS]
+    assert isinstance(ids, IdGenerator)
+    stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
+    return ok(stored)
+
+
+async def ingest_tokens(request: web.Request) -> web.Response:
+    _writer(request)
+    body = await request.read()
+    rows = validate(
+        parse_body(body, request.content_type), TOKEN_FIELDS, request.app[SETTINGS].max_batch_rows
+    )
+    return ok(await store_tokens(request.app[STORE], rows, hash_key))

@@ -1,0 +1,90 @@
+"""``/api/log/`` list and search, admin and self views, and the public token lookup."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from ..auth import ROLE_ADMIN, ROLE_USER
+from ..errors import InvalidParameter, NotFound, RateLimited
+from ..keys import SETTINGS, STORE, TOKEN_LIMITER
+from ..logs import ADMIN_FIELDS, USER_FIELDS, find_token, list_page, search, token_logs
+from ..params import get_page, get_str, parse_filter
+from ..web import ok
+from . import principal
+
+TOKEN_NOT_FOUND = "Token does not exist or no permission"
+TOKEN_STATUS_DISABLED = 2
+
+
+async def list_all(request: web.Request) -> web.Response:
+    principal(request, ROLE_ADMIN)
+    settings = request.app[SETTINGS]
+    flt = parse_filter(request.query, settings, admin=True)
+    page = get_page(request.query, settings.page_size_default, settings.page_size_max)
+    items, total = await list_page(request.app[STORE], flt, page, ADMIN_FIELDS, user_view=False)
+    return ok({"items": items, "total": total, "page": page.page, "page_size": page.size})
+
+
+async def list_self(request: web.Request) -> web.Response:
+    who = principal(request, ROLE_USER)
+    settings = request.app[SETTINGS]
+    flt = parse_filter(request.query, settings, admin=False)
+    flt.user_id = who.user_id
+    page = get_page(request.query, settings.page_size_default, settings.page_size_max)
+    items, total = await list_page(request.app[STORE], flt, page, USER_FIELDS, user_view=True)
+    return ok({"items": items, "total": total, "page": page.page, "page_size": page.size})
+
+
+def _search_args(request: web.Request, admin: bool):  # type: ignore[no-untyped-def]
+    settings = request.app[SETTINGS]
+    keyword = get_str(request.query, "keyword", settings)
+    page = get_page(request.query, settings.search_limit_default, settings.token_page_size_max)
+    flt = parse_filter(request.query, settings, admin=admin)
+    return keyword, page, flt
+
+
+async def search_all(request: web.Request) -> web.Response:
+    principal(request, ROLE_ADMIN)
+    keyword, page, flt = _search_args(request, admin=True)
+    items = await search(request.app[STORE], flt, keyword, page, ADMIN_FIELDS, user_view=False)
+    return ok(items)
+
+
+async def search_self(request: web.Request) -> web.Response:
+    who = principal(request, ROLE_USER)
+    keyword, page, flt = _search_args(request, admin=False)
+    flt.user_id = who.user_id
+    items = await search(request.app[STORE], flt, keyword, page, USER_FIELDS, user_view=True)
+    return ok(items)
+
+
+def hash_key(key: str) -> str:
+    """Tokens are stored by the SHA-256 of their key without the ``sk-`` prefix."""
+    key = key.strip()
+    if key.startswith("sk-"):
+        key = key[3:]
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def by_token(request: web.Request) -> web.Response:
+    """Public: the logs of the token whose key is given. Unknown and disabled keys get
+    the same 404 after the same single lookup, so timing does not tell them apart."""
+    allowed, retry = request.app[TOKEN_LIMITER].allow(request.remote or "")
+    if not allowed:
+        error = RateLimited("too many token lookups from this address; retry later")
+        error.headers = {"Retry-After": str(int(retry))}  # type: ignore[attr-defined]
+        raise error
+    settings = request.app[SETTINGS]
+    key = request.query.get("key", "").strip()
+    if not key:
+        raise InvalidParameter("key", "is required (the token's secret key)")
+    if len(key) > settings.max_text_param:
+        raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
+    page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)
+    store = request.app[STORE]
+    token = await find_token(store, hash_key(key))
+    if token is None or token["status"] == TOKEN_STATUS_DISABLED:
+        raise NotFound(TOKEN_NOT_FOUND)
+    return ok(await token_logs(store, token, page))

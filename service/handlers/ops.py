@@ -1,0 +1,22 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..keys import STORE
+from ..migrate import is_current
+from ..web import fail, ok
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return ok("ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if not await store.ping():
+        return fail(503, "the log engine is unreachable")
+    if not await is_current(store):
+        return fail(503, "the schema is not applied yet")
+    return ok("ready")

@@ -1,0 +1,223 @@
+"""Ingest: validate a whole batch, assign ids, store it once.
+
+A batch is a JSON array or NDJSON. It is validated whole before anything is written:
+the first bad row and field are named in the 400. Rows without an ``id`` get one from
+:class:`IdGenerator` (time-ordered). The insert carries an ``insert_deduplication_token``
+derived from the body, so a retried identical batch is stored once (the raw table and
+the rollups carry a deduplication window). The answer comes after the insert returns,
+with ``async_insert`` off: an acknowledged row is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest
+from .store import Store
+
+MAX_UINT64 = 2**64 - 1
+MAX_INT63 = 2**63 - 1
+MAX_DAYS_PER_INSERT = 90  # under the engine's max_partitions_per_insert_block (100)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # "int" | "str" | "bool" | "json"
+    required: bool = False
+    minimum: int = 0
+    maximum: int = MAX_INT63
+    max_len: int = 1 << 20
+    default: Any = None
+
+
+LOG_FIELDS: tuple[Field, ...] = (
+    Field("id", "int", minimum=1),
+    Field("user_id", "int", required=True),
+    Field("created_at", "int", required=True, minimum=1, maximum=2**32 - 1),
+    Field("type", "int", required=True, minimum=0, maximum=255),
+    Field("content", "str"),
+    Field("username", "str", max_len=1024),
+    Field("token_name", "str", max_len=1024),
+    Field("model_name", "str", max_len=1024),
+    Field("quota", "int", minimum=-MAX_INT63),
+    Field("prompt_tokens", "int", minimum=-MAX_INT63),
+    Field("completion_tokens", "int", minimum=-MAX_INT63),
+    Field("use_time", "int", minimum=-(2**31), maximum=2**31 - 1),
+    Field("is_stream", "bool"),
+    Field("channel_id", "int", maximum=2**32 - 1),
+    Field("channel_name", "str", max_len=1024),
+    Field("token_id", "int"),
+    Field("group", "str", max_len=1024),
+    Field("ip", "str", max_len=256),
+    Field("request_id", "str", max_len=256),
+    Field("other", "json"),
+)
+LOG_COLUMNS = tuple(f.name for f in LOG_FIELDS)
+
+TOKEN_FIELDS: tuple[Field, ...] = (
+    Field("id", "int", required=True, minimum=1),
+    Field("key", "str", required=True, max_len=256),
+    Field("name", "str", max_len=1024),
+    Field("user_id", "int", required=True),
+    Field("status", "int", minimum=0, maximum=255, default=1),
+)
+_DEFAULTS = {"int": 0, "str": "", "bool": False, "json": ""}
+
+
+def parse_body(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, or NDJSON (one object per line)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body: not valid UTF-8") from None
+    if content_type in ("application/x-ndjson", "application/jsonl", "application/ndjson"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except (ValueError, RecursionError):
+                    raise BadRequest(f"body: line {number} is not valid JSON") from None
+        return rows
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRequest("body: not valid JSON (expected an array of objects, or NDJSON)") from None
+    if not isinstance(value, list):
+        raise BadRequest("body: expected a JSON array of objects")
+    return value
+
+
+def validate(rows: list[Any], fields: Iterable[Field], max_rows: int) -> list[list[Any]]:
+    """Rows as value lists in field order; the first bad row and field raise a 400."""
+    fields = tuple(fields)
+    if not rows:
+        raise BadRequest("body: the batch is empty")
+    if len(rows) > max_rows:
+        raise BadRequest(f"body: {len(rows)} rows is more than the limit of {max_rows} per batch")
+    out: list[list[Any]] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise BadRequest(f"row {index}: expected a JSON object")
+        values = []
+        for f in fields:
+            value = row.get(f.name)
+            if value is None:
+                if f.required:
+                    raise BadRequest(f"row {index}: field '{f.name}' is required")
+                if f.name == "id":
+                    values.append(None)
+                else:
+                    values.append(_DEFAULTS[f.kind] if f.default is None else f.default)
+                continue
+            values.append(_check(index, f, value))
+        out.append(values)
+    return out
+
+
+def _check(index: int, f: Field, value: Any) -> Any:
+    where = f"row {index}: field '{f.name}'"
+    if f.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise BadRequest(f"{where} must be an integer")
+        if not f.minimum <= value <= f.maximum:
+            raise BadRequest(f"{where} must be between {f.minimum} and {f.maximum}")
+        return value
+    if f.kind == "bool":
+        if not isinstance(value, bool):
+            raise BadRequest(f"{where} must be true or false")
+        return value
+    if f.kind == "json":
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if not isinstance(value, str):
+            raise BadRequest(f"{where} must be a JSON string")
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string")
+    if len(value) > f.max_len:
+        raise BadRequest(f"{where} is longer than {f.max_len} characters")
+    return value
+
+
+class IdGenerator:
+    """Time-ordered 63-bit ids: milliseconds since 2020 | 10-bit node | 12-bit sequence.
+
+    Ids grow with time within a process and are unique across up to 1024 nodes."""
+
+    EPOCH_MS = 1_577_836_800_000
+
+    def __init__(self, node: int, clock: Callable[[], float] = time.time) -> None:
+        self.node = node % 1024
+        self.clock = clock
+        self._last = 0
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def next_ids(self, count: int) -> list[int]:
+        with self._lock:
+            out = []
+            for _ in range(count):
+                now = max(int(self.clock() * 1000) - self.EPOCH_MS, self._last)
+                if now == self._last:
+                    self._seq += 1
+                    if self._seq >= 4096:
+                        now, self._seq = self._last + 1, 0
+                else:
+                    self._seq = 0
+                self._last = now
+                out.append((now << 22) | (self.node << 12) | self._seq)
+            return out
+
+
+def batch_token(body: bytes, kind: str) -> str:
+    return hashlib.sha256(kind.encode() + b"\0" + body).hexdigest()
+
+
+async def store_logs(store: Store, rows: list[list[Any]], token: str, ids: IdGenerator) -> int:
+    """Insert validated rows; returns how many. Rows spanning many days go in chunks of
+    at most ``MAX_DAYS_PER_INSERT`` days, each with its own deterministic dedup token."""
+    missing = [row for row in rows if row[0] is None]
+    for row, new_id in zip(missing, ids.next_ids(len(missing)), strict=True):
+        row[0] = new_id
+    day_index = LOG_COLUMNS.index("created_at")
+    days = sorted({row[day_index] // 86400 for row in rows})
+    chunks: list[list[list[Any]]]
+    if len(days) <= MAX_DAYS_PER_INSERT:
+        chunks = [rows]
+    else:
+        chunk_of = {day: i // MAX_DAYS_PER_INSERT for i, day in enumerate(days)}
+        chunks = [[] for _ in range(chunk_of[days[-1]] + 1)]
+        for row in rows:
+            chunks[chunk_of[row[day_index] // 86400]].append(row)
+    for number, chunk in enumerate(chunks):
+        await store.insert(
+            "logs",
+            chunk,
+            LOG_COLUMNS,
+            settings={"insert_deduplication_token": f"{token}:{number}", "async_insert": 0},
+        )
+    return len(rows)
+
+
+async def store_tokens(store: Store, rows: list[list[Any]], hash_key: Callable[[str], str]) -> int:
+    version = time.time_ns()
+    values = [
+        [row[0], hash_key(row[1]), row[2], row[3], row[4], version] for row in rows
+    ]
+    await store.insert(
+        "tokens",
+        values,
+        ("id", "key_hash", "name", "user_id", "status", "version"),
+        settings={"async_insert": 0},
+    )
+    return len(values)

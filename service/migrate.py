@@ -1,0 +1,106 @@
+"""The migrator: applies the ordered ``schema/*.sql`` files and records what it applied.
+
+Every file holds one idempotent statement (``IF NOT EXISTS``), so applying the schema
+twice changes nothing; the ``schema_migrations`` table records versions and checksums
+so that an edited file is reported instead of silently diverging. Rendering for a
+cluster happens in :func:`render`, the one place that knows about clusters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS schema_migrations
+(
+    version    String,
+    checksum   String,
+    applied_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY version
+"""
+
+
+def schema_dir() -> Path:
+    """``GATELOG_SCHEMA_DIR`` if set, else ``schema/`` beside the package."""
+    configured = os.environ.get("GATELOG_SCHEMA_DIR")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parent.parent / "schema"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load(directory: Path | None = None) -> list[Migration]:
+    directory = directory or schema_dir()
+    files = sorted(directory.glob("*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no schema files in {directory}")
+    return [Migration(path.stem, path.read_text(encoding="utf-8")) for path in files]
+
+
+def render(sql: str, cluster: str | None = None) -> str:
+    """The statement as it runs on this deployment (single node: unchanged)."""
+    if cluster is None:
+        return sql
+    from .cluster import render_for_cluster
+
+    return render_for_cluster(sql, cluster)
+
+
+async def applied_versions(store: Store) -> dict[str, str]:
+    rows = await store.query("SELECT version, argMax(checksum, applied_at) FROM schema_migrations GROUP BY version")
+    return {version: checksum for version, checksum in rows.rows}
+
+
+async def migrate(store: Store, directory: Path | None = None, cluster: str | None = None) -> list[str]:
+    """Apply what is not applied yet; return the versions applied by this call."""
+    migrations = load(directory)
+    await store.command(render(MIGRATIONS_DDL, cluster))
+    done = await applied_versions(store)
+    applied: list[str] = []
+    for migration in migrations:
+        if migration.version in done:
+            if done[migration.version] != migration.checksum:
+                log.warning(
+                    "schema file %s changed after it was applied; add a new file instead",
+                    migration.version,
+                )
+            continue
+        await store.command(render(migration.sql, cluster))
+        await store.insert(
+            "schema_migrations",
+            [[migration.version, migration.checksum, int(time.time())]],
+            ["version", "checksum", "applied_at"],
+        )
+        applied.append(migration.version)
+        log.info("applied schema %s", migration.version)
+    return applied
+
+
+async def is_current(store: Store, directory: Path | None = None) -> bool:
+    """True when every schema file has been applied (the readiness check)."""
+    wanted = {m.version for m in load(directory)}
+    try:
+        done = await applied_versions(store)
+    except Exception:
+        return False
+    return wanted <= set(done)

@@ -1,0 +1,37 @@
+"""The route table: every route the service answers, in one list."""
+
+from __future__ import annotations
+
+import aiohttp_cors
+from aiohttp import web
+
+from .handlers import ingest, logs, ops
+from .keys import SETTINGS
+
+
+def setup_routes(app: web.Application) -> None:
+    app.add_routes(
+        [
+            web.get("/api/log/", logs.list_all),
+            web.get("/api/log/self", logs.list_self),
+            web.get("/api/log/search", logs.search_all),
+            web.get("/api/log/self/search", logs.search_self),
+            web.post("/api/internal/logs", ingest.ingest_logs),
+            web.post("/api/internal/tokens", ingest.ingest_tokens),
+            web.get("/healthz", ops.healthz),
+            web.get("/readyz", ops.readyz),
+        ]
+    )
+    # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).
+    cors = aiohttp_cors.setup(app)
+    origins = app[SETTINGS].cors_origins
+    token_route = app.router.add_get("/api/log/token", logs.by_token)
+    cors.add(
+        token_route,
+        {
+            origin: aiohttp_cors.ResourceOptions(
+                allow_credentials=False, expose_headers=("X-Request-Id",), allow_headers="*"
+            )
+            for origin in origins
+        },
+    )

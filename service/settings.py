@@ -1,0 +1,95 @@
+"""Settings: one frozen dataclass, built once from ``GATELOG_*`` environment variables.
+
+Tests construct :class:`Settings` directly; nothing else in the package reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PREFIX = "GATELOG_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Engine: unset URL means the embedded chDB engine in ``data_dir``.
+    clickhouse_url: str | None = None
+    data_dir: str = "./data"
+    clickhouse_cluster: str | None = None
+    # Auth.
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # HTTP.
+    host: str = "0.0.0.0"
+    port: int = 8080
+    cors_origins: tuple[str, ...] = ("*",)
+    token_lookup_rate: int = 60
+    # Limits.
+    page_size_default: int = 20
+    page_size_max: int = 100
+    token_page_size_default: int = 100
+    token_page_size_max: int = 1000
+    search_limit_default: int = 100
+    max_text_param: int = 256
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_batch_rows: int = 200_000
+    max_series_buckets: int = 10_000
+    # Operations.
+    retention_days: int | None = None
+    retention_interval_seconds: int = 3600
+    delete_partitions_per_statement: int = 10
+    node_id: int = field(default_factory=lambda: os.getpid() % 1024)
+    engine_threads: int = 4
+    engine_timeout_seconds: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, str(f.type), raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def check_auth(self) -> None:
+        """The service must not start without a way to verify bearer tokens."""
+        if not self.jwt_secret and not self.jwt_public_key:
+            raise SettingsError(
+                "no JWT key configured: set GATELOG_JWT_SECRET (HS256 shared secret, e.g. "
+                "`export GATELOG_JWT_SECRET=$(python -c 'import secrets;"
+                "print(secrets.token_urlsafe(32))')`) or GATELOG_JWT_PUBLIC_KEY "
+                "(PEM public key for RS256/ES256)"
+            )
+
+    @property
+    def embedded(self) -> bool:
+        return not self.clickhouse_url
+
+
+def _coerce(name: str, type_name: str, raw: str) -> Any:
+    env_name = PREFIX + name.upper()
+    if type_name.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if type_name.startswith("int") or type_name.startswith("float"):
+        try:
+            number = float(raw) if type_name.startswith("float") else int(raw)
+        except ValueError:
+            raise SettingsError(f"{env_name} must be a number, got {raw!r}") from None
+        if number < 0:
+            raise SettingsError(f"{env_name} must not be negative, got {raw!r}")
+        return number
+    return raw

@@ -1,0 +1,402 @@
+"""The storage layer: one small interface, two backends, one error translation.
+
+- :class:`ChdbStore`: the embedded engine (chDB through clickhouse-connect's ``chdb``
+  interface). chDB releases the GIL, so its calls run on a thread pool, one client
+  handle per thread, and queries use both cores.
+- :class:`HttpStore`: a ClickHouse server through clickhouse-connect's async HTTP client.
+
+Both take the same SQL with ``{name:Type}`` parameters. Driver errors are translated
+here, into :class:`~service.errors.EngineUnavailable` (503) or
+:class:`~service.errors.EngineError` (our bug: 500), so nothing above this module sees
+a driver exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+from .errors import BadRequest, EngineError, EngineUnavailable
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EMBEDDED_DATABASE = "gatelog"
+
+# Settings we rely on, set explicitly because chDB's defaults differ from a server's
+# (engine notes: chDB reports async_insert=1, best_effort time parsing).
+SESSION_SETTINGS: dict[str, Any] = {
+    "async_insert": 0,
+    "date_time_input_format": "basic",
+    "insert_deduplicate": 1,
+    "mutations_sync": 2,
+    "lightweight_deletes_sync": 2,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+
+# Server error codes that mean "overloaded or unavailable now", not "our SQL is wrong".
+UNAVAILABLE_CODES = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        252,  # TOO_MANY_PARTS
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        394,  # QUERY_WAS_CANCELLED
+        999,  # KEEPER_EXCEPTION
+    }
+)
+# Codes that mean the data we were given cannot be stored as typed: the client's fault.
+BAD_DATA_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 321})
+
+
+@dataclass(frozen=True)
+class Rows:
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+def translate(exc: BaseException) -> Exception:
+    """Map a driver exception onto the project's own error types."""
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return EngineUnavailable("the log engine is unavailable, retry later")
+    code = getattr(exc, "code", None)
+    if code in UNAVAILABLE_CODES:
+        return EngineUnavailable("the log engine is overloaded or unavailable, retry later")
+    if code in BAD_DATA_CODES:
+        return BadRequest("the engine rejected a value: it does not fit its column type")
+    text = str(exc)
+    if "EmbeddedServer" in text or "Connection refused" in text or "Cannot connect" in text:
+        return EngineUnavailable("the log engine is unavailable, retry later")
+    return EngineError(text, code)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except ClickHouseError as exc:
+        raise translate(exc) from exc
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise translate(exc) from exc
+
+
+class Store(ABC):
+    """What handlers and jobs use. Values go in ``params``, never into ``sql``."""
+
+    #: set by the migrator when rendering for a cluster; reads/writes use the same names
+    cluster: str | None = None
+    observer: Callable[[str, float], None] | None = None
+
+    @abstractmethod
+    async def query(
+        self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> Rows: ...
+
+    @abstractmethod
+    async def command(
+        self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> Any: ...
+
+    @abstractmethod
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    @abstractmethod
+    async def insert_arrow(
+        self, table: str, table_data: Any, settings: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+    @abstractmethod
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Row blocks of a query, without holding the whole result in memory."""
+
+    @abstractmethod
+    async def ping(self) -> bool: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def _observe(self, kind: str, started: float) -> None:
+        if self.observer is not None:
+            self.observer(kind, time.perf_counter() - started)
+
+
+class ChdbStore(Store):
+    """The embedded engine: chDB in this process, its calls on a thread pool."""
+
+    def __init__(self, path: str, threads: int = 4, database: str = EMBEDDED_DATABASE) -> None:
+        import clickhouse_connect
+
+        self.path = path
+        self.database = database
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chdb")
+        with translated():
+            boot = clickhouse_connect.get_client(interface="chdb", path=path)
+            boot.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self._clients.append(boot)
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import clickhouse_connect
+
+            client = clickhouse_connect.get_client(
+                interface="chdb", path=self.path, database=self.database, settings=SESSION_SETTINGS
+            )
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    async def _run(self, kind: str, fn: Callable[[Any], T]) -> T:
+        started = time.perf_counter()
+
+        def call() -> T:
+            with translated():
+                return fn(self._client())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        finally:
+            self._observe(kind, started)
+
+    async def query(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+        def run(client: Any) -> Rows:
+            result = client.query(sql, parameters=dict(params or {}), settings=dict(settings or {}))
+            return Rows(tuple(result.column_names), list(result.result_rows))
+
+        return await self._run("query", run)
+
+    async def command(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+        return await self._run(
+            "command",
+            lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
+        )
+
+    async def insert(self, table, rows, columns, settings=None):  # type: ignore[no-untyped-def]
+        await self._run(
+            "insert",
+            lambda c: c.insert(
+                table, rows, column_names=list(columns), settings=dict(settings or {})
+            ),
+        )
+
+    async def insert_arrow(self, table, table_data, settings=None):  # type: ignore[no-untyped-def]
+        await self._run(
+            "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
+        )
+
+    async def stream(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def,override]
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
+        done = object()
+        cancelled = threading.Event()
+
+        def produce(client: Any) -> None:
+            def put(item: Any) -> None:
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+            try:
+                with client.query_row_block_stream(
+                    sql, parameters=dict(params or {}), settings=dict(settings or {})
+                ) as blocks:
+                    for block in blocks:
+                        if cancelled.is_set():
+                            return
+                        put(list(block))
+                put(done)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                if not cancelled.is_set():
+                    put(exc)
+
+        task = asyncio.ensure_future(self._run("stream", produce))
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise translate(item) if isinstance(item, ClickHouseError) else item
+                yield item
+        finally:
+            cancelled.set()
+            while not queue.empty():
+                queue.get_nowait()
+            if not task.done():
+                # Unblock a producer waiting on a full queue, then let it finish.
+                with _suppress():
+                    while not task.done():
+                        while not queue.empty():
+                            queue.get_nowait()
+                        await asyncio.sleep(0.001)
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def ping(self) -> bool:
+        try:
+            return bool((await self.query("SELECT 1")).scalar() == 1)
+        except (EngineUnavailable, EngineError):
+            return False
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for client in self._clients:
+                with _suppress():
+                    client.close()
+            self._clients.clear()
+
+
+class HttpStore(Store):
+    """A ClickHouse server through clickhouse-connect's async HTTP client.
+
+    The client is created lazily and recreated after a failed start, so the service
+    comes up while the engine is down and recovers without a restart.
+    """
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def database(self) -> str:
+        return urlsplit(self.url).path.strip("/") or "default"
+
+    async def _get(self) -> Any:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                import clickhouse_connect
+
+                parts = urlsplit(self.url)
+                with translated():
+                    self._client = await asyncio.wait_for(
+                        clickhouse_connect.get_async_client(
+                            host=parts.hostname or "localhost",
+                            port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                            username=parts.username or "default",
+                            password=parts.password or "",
+                            database=self.database,
+                            secure=parts.scheme == "https",
+                            compress="lz4",
+                            connect_timeout=min(self.timeout, 5.0),
+                            send_receive_timeout=self.timeout,
+                            settings=SESSION_SETTINGS,
+                            autogenerate_session_id=False,
+                        ),
+                        timeout=self.timeout,
+                    )
+        return self._client
+
+    async def _run(self, kind: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            client = await self._get()
+            with translated():
+                return await asyncio.wait_for(call(client), timeout=self.timeout)
+        except asyncio.TimeoutError as exc:
+            raise translate(exc) from exc
+        finally:
+            self._observe(kind, started)
+
+    async def query(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+        async def run(client: Any) -> Rows:
+            result = await client.query(
+                sql, parameters=dict(params or {}), settings=dict(settings or {})
+            )
+            return Rows(tuple(result.column_names), list(result.result_rows))
+
+        return await self._run("query", run)
+
+    async def command(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+        return await self._run(
+            "command",
+            lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
+        )
+
+    async def insert(self, table, rows, columns, settings=None):  # type: ignore[no-untyped-def]
+        await self._run(
+            "insert",
+            lambda c: c.insert(
+                table, rows, column_names=list(columns), settings=dict(settings or {})
+            ),
+        )
+
+    async def insert_arrow(self, table, table_data, settings=None):  # type: ignore[no-untyped-def]
+        await self._run(
+            "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
+        )
+
+    async def stream(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def,override]
+        client = await self._get()
+        with translated():
+            stream = await client.query_row_block_stream(
+                sql, parameters=dict(params or {}), settings=dict(settings or {})
+            )
+            async with stream:
+                async for block in stream:
+                    yield list(block)
+
+    async def ping(self) -> bool:
+        try:
+            client = await self._get()
+            return bool(await asyncio.wait_for(client.ping(), timeout=min(self.timeout, 5.0)))
+        except (EngineUnavailable, EngineError, ClickHouseError, OSError, asyncio.TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        if self._client is not None:
+            with _suppress():
+                await self._client.close()
+            self._client = None
+
+
+@contextmanager
+def _suppress() -> Iterator[None]:
+    try:
+        yield
+    except Exception:  # closing a broken handle must not mask the real outcome
+        log.debug("ignored error while closing", exc_info=True)
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.clickhouse_url:
+        return HttpStore(settings.clickhouse_url, timeout=settings.engine_timeout_seconds)
+    import os
+
+    os.makedirs(settings.data_dir, exist_ok=True)
+    return ChdbStore(settings.data_dir, threads=settings.engine_threads)
