@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """``store`` lets tests hand in an engine they opened; else one is opened on start."""
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_body_bytes
-    )
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
     app[TOKEN_LIMITER] = RateLimiter(settings.token_lookup_rate)

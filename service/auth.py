@@ -102,8 +102,11 @@ def _principal(claims: dict[str, object]) -> Principal:
 
 def require_role(principal: Principal, role: int) -> None:
     if principal.role < role:
-        raise Forbidden("this endpoint needs the admin role" if role >= ROLE_ADMIN else
-                        "this endpoint needs a user role")
+        raise Forbidden(
+            "this endpoint needs the admin role"
+            if role >= ROLE_ADMIN
+            else "this endpoint needs a user role"
+        )
 
 
 def require_scope(principal: Principal, scope: str) -> None:

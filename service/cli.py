@@ -33,8 +33,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.port
     # run_app handles SIGTERM/SIGINT: stop accepting, let in-flight requests finish
     # (up to shutdown_timeout), then run the cleanup contexts (engine closed last).
-    web.run_app(app, host=host, port=port, access_log=None, shutdown_timeout=30.0,
-                print=lambda msg: logging.getLogger("gatelog").info(msg))
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        shutdown_timeout=30.0,
+        print=lambda msg: logging.getLogger("gatelog").info(msg),
+    )
     return 0
 
 

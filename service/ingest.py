@@ -106,7 +106,7 @@ def validate(rows: list[Any], fields: Iterable[Field], max_rows: int) -> list[li
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise BadRequest(f"row {index}: expected a JSON object")
-        values = []
+        values: list[Any] = []
         for f in fields:
             value = row.get(f.name)
             if value is None:
@@ -211,9 +211,7 @@ async def store_logs(store: Store, rows: list[list[Any]], token: str, ids: IdGen
 
 async def store_tokens(store: Store, rows: list[list[Any]], hash_key: Callable[[str], str]) -> int:
     version = time.time_ns()
-    values = [
-        [row[0], hash_key(row[1]), row[2], row[3], row[4], version] for row in rows
-    ]
+    values = [[row[0], hash_key(row[1]), row[2], row[3], row[4], version] for row in rows]
     await store.insert(
         "tokens",
         values,

@@ -55,7 +55,9 @@ def scrub_other(raw: str) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def shape(rows: list[tuple[Any, ...]], fields: Sequence[str], user_view: bool) -> list[dict[str, Any]]:
+def shape(
+    rows: list[tuple[Any, ...]], fields: Sequence[str], user_view: bool
+) -> list[dict[str, Any]]:
     items = [dict(zip(fields, row, strict=True)) for row in rows]
     if user_view and "other" in fields:
         for item in items:
@@ -103,7 +105,12 @@ def keyword_filter(flt: LogFilter, keyword: str | None) -> tuple[LogFilter, dict
 
 
 async def search(
-    store: Store, flt: LogFilter, keyword: str | None, page: Page, fields: Sequence[str], user_view: bool
+    store: Store,
+    flt: LogFilter,
+    keyword: str | None,
+    page: Page,
+    fields: Sequence[str],
+    user_view: bool,
 ) -> list[dict[str, Any]]:
     flt, extra = keyword_filter(flt, keyword)
     where, params = flt.where()

@@ -61,17 +61,19 @@ def render(sql: str, cluster: str | None = None) -> str:
     """The statement as it runs on this deployment (single node: unchanged)."""
     if cluster is None:
         return sql
-    from .cluster import render_for_cluster
-
-    return render_for_cluster(sql, cluster)
+    raise NotImplementedError("cluster mode: see service/cluster.py")
 
 
 async def applied_versions(store: Store) -> dict[str, str]:
-    rows = await store.query("SELECT version, argMax(checksum, applied_at) FROM schema_migrations GROUP BY version")
+    rows = await store.query(
+        "SELECT version, argMax(checksum, applied_at) FROM schema_migrations GROUP BY version"
+    )
     return {version: checksum for version, checksum in rows.rows}
 
 
-async def migrate(store: Store, directory: Path | None = None, cluster: str | None = None) -> list[str]:
+async def migrate(
+    store: Store, directory: Path | None = None, cluster: str | None = None
+) -> list[str]:
     """Apply what is not applied yet; return the versions applied by this call."""
     migrations = load(directory)
     await store.command(render(MIGRATIONS_DDL, cluster))

@@ -29,7 +29,7 @@ def setup_routes(app: web.Application) -> None:
     cors.add(
         token_route,
         {
-            origin: aiohttp_cors.ResourceOptions(
+            origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
                 allow_credentials=False, expose_headers=("X-Request-Id",), allow_headers="*"
             )
             for origin in origins

@@ -32,6 +32,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Params = Mapping[str, Any] | None
 
 EMBEDDED_DATABASE = "gatelog"
 
@@ -111,12 +112,18 @@ class Store(ABC):
 
     @abstractmethod
     async def query(
-        self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> Rows: ...
 
     @abstractmethod
     async def command(
-        self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> Any: ...
 
     @abstractmethod
@@ -135,7 +142,10 @@ class Store(ABC):
 
     @abstractmethod
     def stream(
-        self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """Row blocks of a query, without holding the whole result in memory."""
 
@@ -192,20 +202,26 @@ class ChdbStore(Store):
         finally:
             self._observe(kind, started)
 
-    async def query(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
         def run(client: Any) -> Rows:
             result = client.query(sql, parameters=dict(params or {}), settings=dict(settings or {}))
             return Rows(tuple(result.column_names), list(result.result_rows))
 
         return await self._run("query", run)
 
-    async def command(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
         return await self._run(
             "command",
             lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
         )
 
-    async def insert(self, table, rows, columns, settings=None):  # type: ignore[no-untyped-def]
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: Params = None,
+    ) -> None:
         await self._run(
             "insert",
             lambda c: c.insert(
@@ -213,12 +229,14 @@ class ChdbStore(Store):
             ),
         )
 
-    async def insert_arrow(self, table, table_data, settings=None):  # type: ignore[no-untyped-def]
+    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
         await self._run(
             "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
         )
 
-    async def stream(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def,override]
+    async def stream(
+        self, sql: str, params: Params = None, settings: Params = None
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
         done = object()
@@ -328,12 +346,12 @@ class HttpStore(Store):
             client = await self._get()
             with translated():
                 return await asyncio.wait_for(call(client), timeout=self.timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise translate(exc) from exc
         finally:
             self._observe(kind, started)
 
-    async def query(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
         async def run(client: Any) -> Rows:
             result = await client.query(
                 sql, parameters=dict(params or {}), settings=dict(settings or {})
@@ -342,13 +360,19 @@ class HttpStore(Store):
 
         return await self._run("query", run)
 
-    async def command(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def]
+    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
         return await self._run(
             "command",
             lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
         )
 
-    async def insert(self, table, rows, columns, settings=None):  # type: ignore[no-untyped-def]
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: Params = None,
+    ) -> None:
         await self._run(
             "insert",
             lambda c: c.insert(
@@ -356,12 +380,14 @@ class HttpStore(Store):
             ),
         )
 
-    async def insert_arrow(self, table, table_data, settings=None):  # type: ignore[no-untyped-def]
+    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
         await self._run(
             "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
         )
 
-    async def stream(self, sql, params=None, settings=None):  # type: ignore[no-untyped-def,override]
+    async def stream(
+        self, sql: str, params: Params = None, settings: Params = None
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
         client = await self._get()
         with translated():
             stream = await client.query_row_block_stream(
@@ -375,7 +401,7 @@ class HttpStore(Store):
         try:
             client = await self._get()
             return bool(await asyncio.wait_for(client.ping(), timeout=min(self.timeout, 5.0)))
-        except (EngineUnavailable, EngineError, ClickHouseError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, EngineUnavailable, EngineError, ClickHouseError, OSError):
             return False
 
     async def close(self) -> None:

@@ -20,7 +20,8 @@ from aiohttp import web
 from .errors import ApiError, EngineError
 
 log = logging.getLogger("gatelog.request")
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
+ELAPSED = web.RequestKey("elapsed", float)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -28,7 +29,9 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def envelope(data: Any = None, message: str = "", success: bool = True, status: int = 200) -> web.Response:
+def envelope(
+    data: Any = None, message: str = "", success: bool = True, status: int = 200
+) -> web.Response:
     return web.json_response(
         {"success": success, "message": message, "data": data}, status=status, dumps=dumps
     )
@@ -80,7 +83,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = fail(500, f"internal error (request {request_id})")
     response.headers["X-Request-Id"] = request_id
     elapsed = time.perf_counter() - started
-    request["elapsed"] = elapsed
+    request[ELAPSED] = elapsed
     log.info(
         dumps(
             {

@@ -1,0 +1,153 @@
+"""Shared fixtures: one real embedded engine per test session, the schema applied by the
+real migrator (twice), and clients of the real app.
+
+chDB locks its data path per process, so the session opens one ChdbStore on a fresh
+temporary directory; each test that uses the database starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from service.app import create_app
+from service.auth import ROLE_ADMIN, ROLE_USER, issue_token
+from service.migrate import migrate
+from service.settings import Settings
+from service.store import ChdbStore, Store
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="session")
+def engine(data_dir: Path) -> Iterator[ChdbStore]:
+    store = ChdbStore(str(data_dir))
+
+    async def apply_twice() -> None:
+        first = await migrate(store)
+        second = await migrate(store)
+        assert first, "the first run applies the schema"
+        assert second == [], "the second run applies nothing"
+
+    asyncio.run(apply_twice())
+    yield store
+    asyncio.run(store.close())
+
+
+async def truncate_all(store: Store) -> None:
+    rows = await store.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND engine LIKE '%MergeTree' AND name != 'schema_migrations'"
+    )
+    for (name,) in rows.rows:
+        await store.command(f"TRUNCATE TABLE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def store(engine: ChdbStore) -> ChdbStore:
+    """The session's engine with every table emptied for this test."""
+    asyncio.run(truncate_all(engine))
+    return engine
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=str(data_dir), jwt_secret=SECRET, token_lookup_rate=0)
+
+
+def make_token(
+    user_id: int = 1,
+    role: int = ROLE_USER,
+    username: str | None = None,
+    scope: str | None = None,
+    ttl: int = 3600,
+) -> str:
+    settings = Settings(jwt_secret=SECRET)
+    name = username if username is not None else f"user{user_id}"
+    return issue_token(settings, sub=user_id, username=name, role=role, scope=scope, ttl=ttl)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+ADMIN = bearer(make_token(1, ROLE_ADMIN, "root"))
+WRITER = bearer(make_token(0, ROLE_USER, "gateway", scope="logs:write"))
+
+
+def user_headers(user_id: int) -> dict[str, str]:
+    return bearer(make_token(user_id, ROLE_USER))
+
+
+@pytest.fixture
+async def client(store: ChdbStore, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(settings, store=store)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def make_client(store: ChdbStore, settings: Settings) -> AsyncIterator[ClientFactory]:
+    """A client of an app with changed settings: ``await make_client(token_lookup_rate=3)``."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(store_override: Store | None = None, **changes: Any) -> TestClient[Any, Any]:
+        from dataclasses import replace
+
+        app = create_app(replace(settings, **changes), store=store_override or store)
+        test_client = TestClient(TestServer(app))
+        await test_client.start_server()
+        clients.append(test_client)
+        return test_client
+
+    yield make
+    for test_client in clients:
+        await test_client.close()
+
+
+def log_row(**fields: Any) -> dict[str, Any]:
+    """A complete log object for ingest, with overridable fields."""
+    row: dict[str, Any] = {
+        "user_id": 7,
+        "created_at": int(time.time()) - 100,
+        "type": 2,
+        "content": "API call succeeded",
+        "username": "bob",
+        "token_name": "api_token",
+        "model_name": "gpt-4",
+        "quota": 1000,
+        "prompt_tokens": 50,
+        "completion_tokens": 100,
+        "use_time": 2,
+        "is_stream": False,
+        "channel_id": 1,
+        "channel_name": "OpenAI channel",
+        "token_id": 1,
+        "group": "default",
+        "ip": "192.168.1.1",
+        "request_id": "",
+        "other": '{"model_ratio":15.0}',
+    }
+    row.update(fields)
+    return row
+
+
+async def ingest(client: TestClient[Any, Any], rows: list[dict[str, Any]]) -> None:
+    response = await client.post("/api/internal/logs", json=rows, headers=WRITER)
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["data"] == len(rows)
