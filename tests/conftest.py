@@ -20,7 +20,7 @@ from service.app import create_app
 from service.auth import ROLE_ADMIN, ROLE_USER, issue_token
 from service.migrate import migrate
 from service.settings import Settings
-from service.store import ChdbStore, Store
+from service.store import ChdbStore, HttpStore, Store
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -90,9 +90,35 @@ def user_headers(user_id: int) -> dict[str, str]:
     return bearer(make_token(user_id, ROLE_USER))
 
 
+@pytest.fixture(params=["embedded", "http"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def client(store: ChdbStore, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(settings, store=store)
+async def backend(backend_kind: str, store: ChdbStore) -> AsyncIterator[Store]:
+    """The engine through each backend: chDB in-process, and clickhouse-connect's async
+    HTTP client talking to a ClickHouse HTTP interface served over the same chDB data."""
+    if backend_kind == "embedded":
+        yield store
+        return
+    from tests.support.chhttp import ClickHouseHTTPServer
+
+    server = ClickHouseHTTPServer(store.path)
+    port = await server.start()
+    http = HttpStore(f"http://default:@127.0.0.1:{port}/{store.database}", timeout=10.0)
+    try:
+        yield http
+    finally:
+        await http.close()
+        await server.stop()
+        server.close()
+
+
+@pytest.fixture
+async def client(backend: Store, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """A client of the real app, once per backend."""
+    app = create_app(settings, store=backend)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

@@ -20,9 +20,9 @@ from tests.support.chhttp import ClickHouseHTTPServer, _decode_body
 
 
 @pytest.fixture(scope="module")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # chDB allows one data path per process: every test here shares this one.
-    path = str(tmp_path_factory.mktemp("chhttp") / "data")
+def chdb_path(engine: Any) -> Iterator[str]:
+    # chDB allows one data path per process: the server shares the session engine's path.
+    path = str(engine.path)
     anchor = Connection(path)
     yield path
     anchor.close()

@@ -78,8 +78,10 @@ filter_strategy = st.fixed_dictionaries(
         "page_size": st.integers(1, 15),
     },
 ).filter(
-    lambda q: not ("start_timestamp" in q and "end_timestamp" in q)
-    or q["start_timestamp"] <= q["end_timestamp"]
+    lambda q: (
+        not ("start_timestamp" in q and "end_timestamp" in q)
+        or q["start_timestamp"] <= q["end_timestamp"]
+    )
 )
 
 keyword_strategy = st.sampled_from(
@@ -126,7 +128,9 @@ def test_lists_equal_brute_force(engine: Any, settings: Any, rows: Any, queries:
             data = (await response.json())["data"]
             expected = brute.newest_first(r for r in rows if brute.matches(r, q, user_id=None))
             assert data["total"] == len(expected)
-            assert [i["id"] for i in data["items"]] == [r["id"] for r in brute.page(expected, p, size)]
+            assert [i["id"] for i in data["items"]] == [
+                r["id"] for r in brute.page(expected, p, size)
+            ]
             for item in data["items"]:
                 source = next(r for r in rows if r["id"] == item["id"])
                 assert {k: item[k] for k in source} == source
