@@ -1,0 +1,126 @@
+"""Ingest: JSON and NDJSON, whole-batch validation, ids, idempotent retries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from service.ingest import IdGenerator
+from tests.conftest import ADMIN, WRITER, bearer, log_row, make_token
+
+
+async def count(store: Any) -> int:
+    return int((await store.query("SELECT count() FROM logs")).scalar())
+
+
+async def post(client: Any, body: Any, content_type: str = "application/json", headers: Any = None) -> Any:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    response = await client.post(
+        "/api/internal/logs",
+        data=data,
+        headers={**(WRITER if headers is None else headers), "Content-Type": content_type},
+    )
+    return response.status, await response.json()
+
+
+async def test_json_array_and_ndjson(client: Any, store: Any) -> None:
+    assert await post(client, [log_row(), log_row()]) == (
+        200, {"success": True, "message": "", "data": 2}
+    )  # fmt: skip
+    ndjson = "\n".join(json.dumps(log_row(content=f"n{i}")) for i in range(3)) + "\n"
+    status, body = await post(client, ndjson, "application/x-ndjson")
+    assert (status, body["data"]) == (200, 3)
+    assert await count(store) == 5
+
+
+async def test_identical_batch_retried_is_stored_once(client: Any, store: Any) -> None:
+    batch = [log_row(content=f"row {i}") for i in range(50)]  # no ids: assigned each time
+    for _ in range(10):
+        status, body = await post(client, batch)
+        assert (status, body["data"]) == (200, 50)
+    assert await count(store) == 50
+    status, _ = await post(client, [*batch, log_row(content="one more")])
+    assert await count(store) == 101  # a different batch is a different insert
+
+
+async def test_assigned_ids_are_unique_and_grow(client: Any) -> None:
+    await post(client, [log_row(content="a", created_at=1700000000)])
+    await post(client, [log_row(content="b", created_at=1700000000)])
+    response = await client.get("/api/log/", headers=ADMIN)
+    items = (await response.json())["data"]["items"]
+    assert [i["content"] for i in items] == ["b", "a"]  # same second: the later id first
+    assert items[0]["id"] > items[1]["id"]
+
+
+def test_id_generator_is_monotonic_across_a_clock_step_back() -> None:
+    times = iter([1000.0, 1000.0, 999.0, 1001.0])
+    gen = IdGenerator(node=3, clock=lambda: next(times))
+    ids = gen.next_ids(1) + gen.next_ids(1) + gen.next_ids(1) + gen.next_ids(1)
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    assert all((i >> 12) & 1023 == 3 for i in ids)
+
+
+async def test_batch_spanning_many_days_is_stored_whole(client: Any, store: Any) -> None:
+    rows = [log_row(created_at=1600000000 + day * 86400) for day in range(250)]
+    status, body = await post(client, rows)
+    assert (status, body["data"]) == (200, 250)
+    assert await count(store) == 250
+    await post(client, rows)
+    assert await count(store) == 250
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([log_row(), log_row(quota="12")], "row 1: field 'quota' must be an integer"),
+        ([log_row(), {**log_row(), "user_id": None}], "row 1: field 'user_id' is required"),
+        ([log_row(created_at=-5)], "row 0: field 'created_at' must be between"),
+        ([log_row(is_stream="yes")], "row 0: field 'is_stream' must be true or false"),
+        ([log_row(type=True)], "row 0: field 'type' must be an integer"),
+        ([log_row(other=5)], "row 0: field 'other' must be a JSON string"),
+        ([log_row(username=["x"])], "row 0: field 'username' must be a string"),
+        ([log_row(), 3], "row 1: expected a JSON object"),
+        ([], "body: the batch is empty"),
+        ({"user_id": 1}, "body: expected a JSON array of objects"),
+    ],
+)
+async def test_malformed_batch_is_rejected_whole(
+    client: Any, store: Any, rows: Any, message: str
+) -> None:
+    status, body = await post(client, rows)
+    assert status == 400 and body["success"] is False
+    assert body["message"].startswith(message)
+    assert await count(store) == 0
+
+
+async def test_broken_json_and_ndjson(client: Any, store: Any) -> None:
+    assert (await post(client, "[{"))[0] == 400
+    status, body = await post(client, '{"a":1}\n{oops', "application/x-ndjson")
+    assert status == 400 and "line 2" in body["message"]
+    status, body = await post(client, "[" * 100000 + "]" * 100000)
+    assert status == 400
+    assert await count(store) == 0
+
+
+async def test_body_over_the_limit_is_413(make_client: Any, store: Any) -> None:
+    client = await make_client(max_body_bytes=10_000)
+    status, body = await post(client, [log_row(content="x" * 20_000)])
+    assert status == 413 and body["success"] is False
+    assert await count(store) == 0
+
+
+async def test_ingest_needs_the_write_scope(client: Any, store: Any) -> None:
+    admin_without_scope = bearer(make_token(1, 100, "root"))
+    assert (await post(client, [log_row()], headers=admin_without_scope))[0] == 403
+    assert (await post(client, [log_row()], headers={}))[0] == 401
+    assert await count(store) == 0
+
+
+async def test_tokens_validation(client: Any) -> None:
+    response = await client.post(
+        "/api/internal/tokens", json=[{"id": 1, "name": "t", "user_id": 1}], headers=WRITER
+    )
+    body = await response.json()
+    assert response.status == 400 and body["message"] == "row 0: field 'key' is required"
