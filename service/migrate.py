@@ -32,11 +32,15 @@ ORDER BY version
 
 
 def schema_dir() -> Path:
-    """``GATELOG_SCHEMA_DIR`` if set, else ``schema/`` beside the package."""
+    """``GATELOG_SCHEMA_DIR`` if set, else ``schema/`` beside the package, else in the cwd."""
     configured = os.environ.get("GATELOG_SCHEMA_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parent.parent / "schema"
+    beside_package = Path(__file__).resolve().parent.parent / "schema"
+    if beside_package.is_dir():
+        return beside_package
+    # An installed package (a container image) keeps schema/ in its working directory.
+    return Path.cwd() / "schema"
 
 
 @dataclass(frozen=True)
