@@ -68,6 +68,8 @@ class Authenticator:
                     "require": ["exp", "sub", "role"],
                     "verify_aud": self._audience is not None,
                     "verify_iss": self._issuer is not None,
+                    # The contract allows an integer `sub`; it is checked in _principal.
+                    "verify_sub": False,
                 },
             )
         except jwt.ExpiredSignatureError:

@@ -125,7 +125,8 @@ async def test_unknown_and_disabled_keys_answer_the_same(client: Any) -> None:
     answers = [await get(client, "/api/log/token", key=k) for k in ("disabled-key", "unknown")]
     assert answers[0] == answers[1]
     assert answers[0] == (
-        404, {"success": False, "message": "Token does not exist or no permission", "data": None}
+        404,
+        {"success": False, "message": "Token does not exist or no permission", "data": None},
     )
 
 

@@ -15,7 +15,9 @@ async def count(store: Any) -> int:
     return int((await store.query("SELECT count() FROM logs")).scalar())
 
 
-async def post(client: Any, body: Any, content_type: str = "application/json", headers: Any = None) -> Any:
+async def post(
+    client: Any, body: Any, content_type: str = "application/json", headers: Any = None
+) -> Any:
     data = body if isinstance(body, str | bytes) else json.dumps(body)
     response = await client.post(
         "/api/internal/logs",

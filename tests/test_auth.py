@@ -1,0 +1,138 @@
+"""Authentication and authorization: the contract's claims, 401 versus 403."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from service.auth import Authenticator
+from service.errors import Forbidden, Unauthorized
+from service.settings import Settings, SettingsError
+from tests.conftest import SECRET, bearer, make_token
+
+NOW = int(time.time())
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"sub": "7", "username": "bob", "role": 1, "exp": NOW + 600}
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def hs(payload: dict[str, Any], key: str = SECRET, **headers: Any) -> str:
+    return jwt.encode(payload, key, algorithm="HS256", headers=headers or None)
+
+
+def pem_pair(kind: str) -> tuple[str, str]:
+    key: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+AUTH = Authenticator(Settings(jwt_secret=SECRET))
+
+
+def test_valid_token_gives_the_principal() -> None:
+    who = AUTH.authenticate("Bearer " + hs(claims(sub=42, role=10, scope="logs:write x")))
+    assert (who.user_id, who.username, who.role, who.is_admin) == (42, "bob", 10, True)
+    assert who.scopes == {"logs:write", "x"}
+
+
+@pytest.mark.parametrize(
+    ("header", "fragment"),
+    [
+        (None, "missing Authorization"),
+        ("Basic abc", "malformed"),
+        ("Bearer ", "malformed"),
+        ("Bearer " + hs(claims(exp=NOW - 10)), "expired"),
+        ("Bearer " + hs(claims(exp=None)), "missing claim 'exp'"),
+        ("Bearer " + hs(claims(sub=None)), "missing claim 'sub'"),
+        ("Bearer " + hs(claims(role=None)), "missing claim 'role'"),
+        ("Bearer " + hs(claims(nbf=NOW + 600)), "not valid yet"),
+        ("Bearer " + hs(claims(role=100), key="someone-else's-secret-0123456789"), "invalid"),
+        ("Bearer " + hs(claims(sub="abc")), "'sub' must be a user id"),
+        ("Bearer " + hs(claims(role="10")), "'role' must be an integer"),
+        ("Bearer " + jwt.encode(claims(), None, algorithm="none"), "invalid"),
+        ("Bearer " + "a" * 9000, "too long"),
+    ],
+)
+def test_bad_credentials_are_401(header: str | None, fragment: str) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        AUTH.authenticate(header)
+    assert fragment in caught.value.message
+
+
+@pytest.mark.parametrize("kind,algorithm", [("rsa", "RS256"), ("ec", "ES256")])
+def test_public_key_verification(kind: str, algorithm: str) -> None:
+    private, public = pem_pair(kind)
+    auth = Authenticator(Settings(jwt_public_key=public))
+    token = jwt.encode(claims(), private, algorithm=algorithm)
+    assert auth.authenticate("Bearer " + token).user_id == 7
+    # The classic confusion attack: HS256 signed with the public key as the secret.
+    forged = jwt.encode(claims(role=100), "not-the-key-" * 4, algorithm="HS256")
+    with pytest.raises(Unauthorized):
+        auth.authenticate("Bearer " + forged)
+
+
+def test_issuer_and_audience_are_checked_when_set() -> None:
+    auth = Authenticator(Settings(jwt_secret=SECRET, jwt_issuer="gw", jwt_audience="gatelog"))
+    good = hs(claims(iss="gw", aud="gatelog"))
+    assert auth.authenticate("Bearer " + good).user_id == 7
+    for bad in (claims(iss="other", aud="gatelog"), claims(iss="gw", aud="x"), claims()):
+        with pytest.raises(Unauthorized):
+            auth.authenticate("Bearer " + hs(bad))
+
+
+def test_no_key_refuses_to_start() -> None:
+    with pytest.raises(SettingsError, match="GATELOG_JWT_SECRET"):
+        Authenticator(Settings())
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "scope", "status"),
+    [
+        ("/api/log/", 1, None, 403),
+        ("/api/log/", 1, "logs:write", 403),  # the write scope does not make an admin
+        ("/api/log/", 10, None, 200),
+        ("/api/log/", 100, None, 200),
+        ("/api/log/self", 1, None, 200),
+        ("/api/log/self", 0, None, 403),
+        ("/api/log/search", 1, None, 403),
+        ("/api/log/self/search", 1, None, 200),
+    ],
+)
+async def test_roles_per_route(
+    client: Any, path: str, role: int, scope: str | None, status: int
+) -> None:
+    response = await client.get(path, headers=bearer(make_token(5, role, scope=scope)))
+    body = await response.json()
+    assert response.status == status
+    assert body["success"] is (status == 200)
+    if status != 200:
+        assert body["data"] is None
+
+
+async def test_invalid_token_never_returns_data(client: Any) -> None:
+    forged = hs(claims(role=100), key="a-different-secret-of-enough-length")
+    for path in ("/api/log/", "/api/log/self", "/api/log/search"):
+        response = await client.get(path, headers={"Authorization": "Bearer " + forged})
+        assert response.status == 401
+        assert (await response.json())["data"] is None
