@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.auth import Authenticator
-from service.errors import Forbidden, Unauthorized
+from service.errors import Unauthorized
 from service.settings import Settings, SettingsError
 from tests.conftest import SECRET, bearer, make_token
 
