@@ -5,12 +5,15 @@
 --
 -- Sort key (user_id, created_at, id): the most frequent reads are one user's
 -- newest-first pages, token lookups (the token's user_id is known from `tokens`) and
--- per-user stats, and these become primary-key range reads. Measured on chDB 26.9, 10M
--- rows over 30 days (spec/engine-notes.md and bench/): one user's count over 10 days
--- 6 ms vs 21 ms with (created_at, id); sum(quota) 8 ms vs 29 ms. The price is paid by
--- the rarer admin newest-first page without filters: 31 ms vs 13 ms, still far below
--- what the dashboards need. Time ranges are pruned by the day partitions and by the
--- minmax index on created_at inside a day.
+-- per-user stats, and these become primary-key range reads. Measured with
+-- `python bench/sortkey.py --rows 3000000` (chDB 26.9, 2 cores, 30 days, medians;
+-- bench/results/sortkey-3000000.json), (created_at, id) vs this key:
+--   token newest 100 111 -> 25 ms, user count 40 -> 16 ms, user sum(quota) over
+--   10 days 44 -> 22 ms, admin newest 20 at offset 10000 197 -> 119 ms,
+--   admin count with a model filter 29 -> 20 ms; the price is the admin newest-20
+--   page without filters, 18 -> 24 ms. Keyword search is equal (94 ms, n-gram index).
+-- Time ranges are pruned by the day partitions and by the minmax index on
+-- created_at inside a day.
 --
 -- Skip indexes serve the admin filters that are not in the key (username, token,
 -- request id, model, channel) and the case-insensitive substring search over content
