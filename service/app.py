@@ -14,7 +14,7 @@ from .errors import EngineUnavailable
 from .ingest import IdGenerator
 from .keys import AUTH, IDS, SETTINGS, STORE, TOKEN_LIMITER
 from .migrate import migrate
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, parse_networks
 from .routes import setup_routes
 from .settings import Settings
 from .store import Store, open_store
@@ -34,7 +34,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
-    app[TOKEN_LIMITER] = RateLimiter(settings.token_lookup_rate)
+    app[TOKEN_LIMITER] = RateLimiter(
+        settings.token_lookup_rate, trusted=parse_networks(settings.trusted_proxies)
+    )
     app[IDS] = IdGenerator(settings.node_id)
     app.cleanup_ctx.append(_engine(store))
     setup_routes(app)

@@ -203,7 +203,9 @@ async def test_bad_input_never_reaches_the_engine(
         assert response.status == 400
         assert (await response.json())["success"] is False
     response = await client.post(
-        "/api/internal/logs", data="[" * 50_000, headers={**WRITER, "Content-Type": "application/json"}
+        "/api/internal/logs",
+        data="[" * 50_000,
+        headers={**WRITER, "Content-Type": "application/json"},
     )
     assert response.status == 400
     assert engine_calls == []
