@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from .cluster import CLUSTER_SETTINGS
 from .errors import BadRequest, EngineError, EngineUnavailable
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,7 +107,8 @@ def translated() -> Iterator[None]:
 class Store(ABC):
     """What handlers and jobs use. Values go in ``params``, never into ``sql``."""
 
-    #: set by the migrator when rendering for a cluster; reads/writes use the same names
+    #: the ClickHouse cluster (``GATELOG_CLICKHOUSE_CLUSTER``), None on a single node;
+    #: reads and writes use the same table names either way (see service/cluster.py)
     cluster: str | None = None
     observer: Callable[[str, float], None] | None = None
 
@@ -303,9 +305,10 @@ class HttpStore(Store):
     comes up while the engine is down and recovers without a restart.
     """
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, cluster: str | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.cluster = cluster
         self._client: Any = None
         self._lock = asyncio.Lock()
 
@@ -333,12 +336,17 @@ class HttpStore(Store):
                             compress="lz4",
                             connect_timeout=min(self.timeout, 5.0),
                             send_receive_timeout=self.timeout,
-                            settings=SESSION_SETTINGS,
+                            settings=self._settings(),
                             autogenerate_session_id=False,
                         ),
                         timeout=self.timeout,
                     )
         return self._client
+
+    def _settings(self) -> dict[str, Any]:
+        if self.cluster is None:
+            return SESSION_SETTINGS
+        return {**SESSION_SETTINGS, **CLUSTER_SETTINGS}
 
     async def _run(self, kind: str, call: Callable[[Any], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -421,7 +429,16 @@ def _suppress() -> Iterator[None]:
 
 def open_store(settings: Settings) -> Store:
     if settings.clickhouse_url:
-        return HttpStore(settings.clickhouse_url, timeout=settings.engine_timeout_seconds)
+        return HttpStore(
+            settings.clickhouse_url,
+            timeout=settings.engine_timeout_seconds,
+            cluster=settings.clickhouse_cluster,
+        )
+    if settings.clickhouse_cluster:
+        raise SettingsError(
+            "GATELOG_CLICKHOUSE_CLUSTER needs a ClickHouse server: set GATELOG_CLICKHOUSE_URL "
+            "(the embedded engine is a single node)"
+        )
     import os
 
     os.makedirs(settings.data_dir, exist_ok=True)

@@ -4,6 +4,10 @@ single-node rendering is the files byte for byte."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,10 @@ from service.cluster import (
     system_table,
 )
 from service.migrate import MIGRATIONS_DDL, load, render
-from service.settings import SettingsError
+from service.settings import Settings, SettingsError
+from service.store import HttpStore, open_store
 from tests.support.cluster import CLUSTER, SAMPLE_FILES, sample_schema, unrender
+from tests.support.emulated_cluster import DELETED_USER, DROPPED_DAY, START, sample_rows
 
 
 async def formatted(engine: Any, sql: str) -> str:
@@ -184,3 +190,60 @@ def test_statements_that_cannot_be_rendered_for_a_cluster_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         render_for_cluster(sql, CLUSTER, ["logs"])
+
+
+def test_the_service_runs_on_an_emulated_cluster(tmp_path: Path) -> None:
+    """The migrator, ingest, queries and deletes in cluster mode, on chDB configured as
+    a one-shard cluster (tests/support/emulated_cluster.py; its own process, since
+    chDB allows one data path per process)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.emulated_cluster", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["applied"] == [
+        path.removesuffix(".sql")
+        for path in sorted(p.name for p in sample_schema(tmp_path / "expected").glob("*.sql"))
+    ]
+    assert out["applied_again"] == [] and out["current"] is True
+    assert all(f" ON CLUSTER `{CLUSTER}`" in s.splitlines()[0] for s in out["statements"])
+    tables = out["tables"]
+    for table in ("logs", "tokens", "logs_minute", "channel_hour"):
+        assert tables[table] == "Distributed"
+        assert tables[f"{table}_local"].endswith("MergeTree")
+    assert tables["logs_minute_mv"] == "MaterializedView"
+
+    rows = sample_rows()
+    # Stored once through the Distributed table, retry included; the rollup, filled on
+    # the local table, agrees with the raw rows.
+    assert out["stored"] == out["stored_retry"] == len(rows)
+    assert out["logs"] == [len(rows), sum(r["quota"] for r in rows)]
+    assert out["rollup"] == out["logs"]
+    hours = {r["created_at"] // 3600 for r in rows}
+    assert out["channel_users"] == [
+        len({r["user_id"] for r in rows if r["created_at"] // 3600 == h}) for h in sorted(hours)
+    ]
+    mine = [r for r in rows if r["user_id"] == 3]
+    assert out["user3"] == {"total": len(mine), "items": 10, "users": [3]}
+    assert out["token"] == {"id": 1, "user_id": 2, "status": 2, "name": "t1"}
+
+    kept = [
+        r for r in rows
+        if r["user_id"] != DELETED_USER and r["created_at"] // 86400 != START // 86400
+    ]  # fmt: skip
+    assert out["after_deletes"] == [len(kept), sum(r["quota"] for r in kept)]
+    assert DROPPED_DAY not in out["partitions"] and len(out["partitions"]) == 2
+    assert out["deletes"][0].startswith(f"DELETE FROM logs_local ON CLUSTER `{CLUSTER}`")
+    assert out["deletes"][1].startswith(f"ALTER TABLE logs_local ON CLUSTER `{CLUSTER}` DROP")
+
+
+def test_cluster_mode_needs_a_server() -> None:
+    settings = Settings(jwt_secret="x" * 32, clickhouse_cluster=CLUSTER)
+    with pytest.raises(SettingsError, match="GATELOG_CLICKHOUSE_URL"):
+        open_store(settings)
+    server = open_store(replace(settings, clickhouse_url="http://127.0.0.1:1/gatelog"))
+    assert isinstance(server, HttpStore) and server.cluster == CLUSTER

@@ -62,7 +62,7 @@ CHANNEL_TABLE = """CREATE TABLE IF NOT EXISTS channel_hour
     channel_id UInt32,
     hour       DateTime('UTC'),
     users      AggregateFunction(uniq, UInt64),
-    ver        UInt64
+    ver        SimpleAggregateFunction(max, UInt64)
 )
 ENGINE = AggregatingMergeTree
 ORDER BY (channel_id, hour)
