@@ -12,13 +12,14 @@ from aiohttp import web
 from .auth import Authenticator
 from .errors import EngineUnavailable
 from .ingest import IdGenerator
-from .keys import AUTH, IDS, SETTINGS, STORE, TOKEN_LIMITER
+from .keys import AUTH, IDS, METRICS, SETTINGS, STORE, TOKEN_LIMITER
+from .metrics import Metrics
 from .migrate import migrate
 from .ratelimit import RateLimiter, parse_networks
 from .routes import setup_routes
 from .settings import Settings
 from .store import Store, open_store
-from .web import error_middleware
+from .web import error_middleware, stamp_request_id
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         settings.token_lookup_rate, trusted=parse_networks(settings.trusted_proxies)
     )
     app[IDS] = IdGenerator(settings.node_id)
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_engine(store))
     setup_routes(app)
     return app
@@ -48,6 +51,8 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
         settings = app[SETTINGS]
         store = given if given is not None else open_store(settings)
         app[STORE] = store
+        observe = app[METRICS].observe_engine
+        store.add_observer(observe)
         retry: asyncio.Task[None] | None = None
         try:
             await migrate(store, cluster=settings.clickhouse_cluster)
@@ -64,6 +69,7 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
         if retry is not None:
             retry.cancel()
             await asyncio.gather(retry, return_exceptions=True)
+        store.remove_observer(observe)
         if given is None:
             await store.close()
 

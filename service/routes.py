@@ -20,6 +20,7 @@ def setup_routes(app: web.Application) -> None:
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),
             web.get("/readyz", ops.readyz),
+            web.get("/metrics", ops.metrics),
         ]
     )
     # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).

@@ -110,7 +110,16 @@ class Store(ABC):
     #: the ClickHouse cluster (``GATELOG_CLICKHOUSE_CLUSTER``), None on a single node;
     #: reads and writes use the same table names either way (see service/cluster.py)
     cluster: str | None = None
+    #: an ad-hoc hook ``(kind, seconds)`` called after each engine call (tests use it)
     observer: Callable[[str, float], None] | None = None
+    #: long-lived hooks of the same shape (each app's metrics), see add_observer
+    _observers: tuple[Callable[[str, float], None], ...] = ()
+
+    def add_observer(self, fn: Callable[[str, float], None]) -> None:
+        self._observers = (*self._observers, fn)
+
+    def remove_observer(self, fn: Callable[[str, float], None]) -> None:
+        self._observers = tuple(o for o in self._observers if o != fn)
 
     @abstractmethod
     async def query(
@@ -158,8 +167,11 @@ class Store(ABC):
     async def close(self) -> None: ...
 
     def _observe(self, kind: str, started: float) -> None:
+        seconds = time.perf_counter() - started
         if self.observer is not None:
-            self.observer(kind, time.perf_counter() - started)
+            self.observer(kind, seconds)
+        for fn in self._observers:
+            fn(kind, seconds)
 
 
 class ChdbStore(Store):

@@ -1,10 +1,10 @@
-"""Liveness and readiness probes."""
+"""Operations: liveness and readiness probes, Prometheus metrics."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import STORE
+from ..keys import METRICS, STORE
 from ..migrate import is_current
 from ..web import fail, ok
 
@@ -20,3 +20,8 @@ async def readyz(request: web.Request) -> web.Response:
     if not await is_current(store):
         return fail(503, "the schema is not applied yet")
     return ok("ready")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
