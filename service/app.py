@@ -41,9 +41,17 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[IDS] = IdGenerator(settings.node_id)
     app[METRICS] = Metrics()
     app.on_response_prepare.append(stamp_request_id)
+    app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_engine(store))
     setup_routes(app)
     return app
+
+
+async def _draining(app: web.Application) -> None:
+    # On SIGTERM aiohttp stops accepting connections, calls this, waits for in-flight
+    # requests (up to the shutdown timeout), then runs the cleanup contexts.
+    busy = app[METRICS].registry.get_sample_value("gatelog_http_requests_in_flight") or 0
+    log.info("stopping: finishing %d in-flight requests", int(busy))
 
 
 def _engine(given: Store | None):  # type: ignore[no-untyped-def]
@@ -72,6 +80,7 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
         store.remove_observer(observe)
         if given is None:
             await store.close()
+            log.info("engine closed")
 
     return engine
 

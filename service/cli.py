@@ -39,6 +39,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         shutdown_timeout=30.0,
         print=lambda msg: logging.getLogger("gatelog").info(msg),
     )
+    logging.getLogger("gatelog").info("stopped")
     return 0
 
 
