@@ -21,6 +21,7 @@ def setup_routes(app: web.Application) -> None:
             web.get("/healthz", ops.healthz),
             web.get("/readyz", ops.readyz),
             web.get("/metrics", ops.metrics),
+            web.get("/api/openapi.json", ops.openapi),
         ]
     )
     # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).

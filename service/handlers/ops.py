@@ -1,12 +1,13 @@
-"""Operations: liveness and readiness probes, Prometheus metrics."""
+"""Operations: liveness and readiness probes, Prometheus metrics, the OpenAPI document."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import METRICS, STORE
+from ..keys import METRICS, SETTINGS, STORE
 from ..migrate import is_current
-from ..web import fail, ok
+from ..openapi import document
+from ..web import dumps, fail, ok
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -25,3 +26,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document(request.app[SETTINGS]), dumps=dumps)
