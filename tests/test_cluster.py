@@ -247,3 +247,25 @@ def test_cluster_mode_needs_a_server() -> None:
         open_store(settings)
     server = open_store(replace(settings, clickhouse_url="http://127.0.0.1:1/gatelog"))
     assert isinstance(server, HttpStore) and server.cluster == CLUSTER
+
+
+REPLICATION = "'/clickhouse/tables/{shard}/{database}/t_local', '{replica}'"
+OWN = "ReplicatedMergeTree('/own/{shard}/t', '{r}')"
+
+
+@pytest.mark.parametrize(
+    ("engine_clause", "expected"),
+    [
+        ("MergeTree", f"ReplicatedMergeTree({REPLICATION})"),
+        ("MergeTree()", f"ReplicatedMergeTree({REPLICATION})"),
+        ("ReplacingMergeTree(v)", f"ReplicatedReplacingMergeTree({REPLICATION}, v)"),
+        ("CollapsingMergeTree(sign)", f"ReplicatedCollapsingMergeTree({REPLICATION}, sign)"),
+        # A file that chose its own replication keeps it.
+        (OWN, OWN),
+    ],
+)  # fmt: skip
+async def test_engine_forms(engine: Any, engine_clause: str, expected: str) -> None:
+    sql = f"CREATE TABLE t (k UInt64, v UInt64, sign Int8) ENGINE = {engine_clause} ORDER BY k"
+    local, distributed = render_for_cluster(sql, CLUSTER)
+    assert f"ENGINE = {expected}\n" in await formatted(engine, local)
+    assert "cityHash64(k)" in await formatted(engine, distributed)
