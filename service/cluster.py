@@ -372,7 +372,6 @@ def _create_view(tokens: list[_Token], cluster: str, tables: frozenset[str]) -> 
 
 def _alter_table(tokens: list[_Token], cluster: str) -> list[str]:
     sig = _significant(tokens)
-    upper = [t.upper for t in sig]
     name_at = _name_index(sig, "TABLE")
     table = sig[name_at].name
     if table in REPLICATED_EVERYWHERE:
@@ -397,7 +396,6 @@ def _alter_table(tokens: list[_Token], cluster: str) -> list[str]:
             f"ALTER TABLE {table}: put column changes and other changes in separate files "
             "(the Distributed table follows only the column changes)"
         )
-    del upper
     sig[name_at].text = _ident(table + LOCAL_SUFFIX) + on_cluster(cluster)
     statements = [_text(tokens)]
     if column_commands:
