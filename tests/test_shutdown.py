@@ -21,7 +21,7 @@ import aiohttp
 from tests.conftest import ADMIN, SECRET, WRITER
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = 150_000  # a few seconds of validation and insert: long enough to be in flight
+ROWS = 100_000  # a second or two of validation and insert: long enough to be in flight
 
 
 def free_port() -> int:
@@ -85,7 +85,7 @@ async def test_sigterm_finishes_the_in_flight_ingest_then_exits_cleanly(tmp_path
             ingest = asyncio.create_task(
                 session.post(base + "/api/internal/logs", data=io.BytesIO(body), headers=headers)
             )
-            await asyncio.sleep(0.5)  # the body is sent; the service is validating it
+            await asyncio.sleep(0.3)  # the body is sent; the service is validating it
             assert not ingest.done()
             proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
