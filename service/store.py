@@ -121,35 +121,40 @@ class Store(ABC):
     def remove_observer(self, fn: Callable[[str, float], None]) -> None:
         self._observers = tuple(o for o in self._observers if o != fn)
 
-    @abstractmethod
-    async def query(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
-    ) -> Rows: ...
+    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
+        result = await self._call(
+            "query", sql, parameters=dict(params or {}), settings=dict(settings or {})
+        )
+        return Rows(tuple(result.column_names), list(result.result_rows))
 
-    @abstractmethod
-    async def command(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
-    ) -> Any: ...
+    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
+        return await self._call(
+            "command", sql, parameters=dict(params or {}), settings=dict(settings or {})
+        )
 
-    @abstractmethod
     async def insert(
         self,
         table: str,
         rows: Sequence[Sequence[Any]],
         columns: Sequence[str],
-        settings: Mapping[str, Any] | None = None,
-    ) -> None: ...
+        settings: Params = None,
+    ) -> None:
+        await self._call(
+            "insert", table, rows, column_names=list(columns), settings=dict(settings or {})
+        )
+
+    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
+        await self._call("insert_arrow", table, table_data, settings=dict(settings or {}))
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` of the backend's clickhouse-connect client, errors translated
+        and the call observed."""
+        kind = "insert" if method.startswith("insert") else method
+        return await self._run(kind, lambda client: getattr(client, method)(*args, **kwargs))
 
     @abstractmethod
-    async def insert_arrow(
-        self, table: str, table_data: Any, settings: Mapping[str, Any] | None = None
-    ) -> None: ...
+    async def _run(self, kind: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(client)`` on the backend (sync client on a thread, or awaited)."""
 
     @abstractmethod
     def stream(
@@ -215,38 +220,6 @@ class ChdbStore(Store):
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         finally:
             self._observe(kind, started)
-
-    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
-        def run(client: Any) -> Rows:
-            result = client.query(sql, parameters=dict(params or {}), settings=dict(settings or {}))
-            return Rows(tuple(result.column_names), list(result.result_rows))
-
-        return await self._run("query", run)
-
-    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
-        return await self._run(
-            "command",
-            lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
-        )
-
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        columns: Sequence[str],
-        settings: Params = None,
-    ) -> None:
-        await self._run(
-            "insert",
-            lambda c: c.insert(
-                table, rows, column_names=list(columns), settings=dict(settings or {})
-            ),
-        )
-
-    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
-        await self._run(
-            "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
-        )
 
     async def stream(
         self, sql: str, params: Params = None, settings: Params = None
@@ -370,40 +343,6 @@ class HttpStore(Store):
             raise translate(exc) from exc
         finally:
             self._observe(kind, started)
-
-    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
-        async def run(client: Any) -> Rows:
-            result = await client.query(
-                sql, parameters=dict(params or {}), settings=dict(settings or {})
-            )
-            return Rows(tuple(result.column_names), list(result.result_rows))
-
-        return await self._run("query", run)
-
-    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
-        return await self._run(
-            "command",
-            lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
-        )
-
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        columns: Sequence[str],
-        settings: Params = None,
-    ) -> None:
-        await self._run(
-            "insert",
-            lambda c: c.insert(
-                table, rows, column_names=list(columns), settings=dict(settings or {})
-            ),
-        )
-
-    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
-        await self._run(
-            "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
-        )
 
     async def stream(
         self, sql: str, params: Params = None, settings: Params = None
