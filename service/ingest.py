@@ -79,8 +79,10 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
         raise BadRequest("body: not valid UTF-8") from None
     if content_type in ("application/x-ndjson", "application/jsonl", "application/ndjson"):
         rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
+        # Lines end at "\n" only: str.splitlines() would also cut at U+0085, U+2028 and
+        # friends, which JSON strings may hold unescaped.
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.strip(" \t\r"):
                 try:
                     rows.append(json.loads(line))
                 except (ValueError, RecursionError):

@@ -37,6 +37,18 @@ async def test_json_array_and_ndjson(client: Any, store: Any) -> None:
     assert await count(store) == 5
 
 
+async def test_ndjson_lines_end_only_at_newline(client: Any, store: Any) -> None:
+    # JSON strings may hold these unescaped; they do not end an NDJSON line.
+    texts = ["next\x85line", "line\u2028separator", "para\u2029graph", "fs\x1cgs\x1d", "cr\r"]
+    lines = [
+        json.dumps(log_row(id=i + 1, content=t), ensure_ascii=False) for i, t in enumerate(texts)
+    ]
+    status, body = await post(client, "\r\n".join(lines) + "\r\n", "application/x-ndjson")
+    assert (status, body["data"]) == (200, len(texts))
+    rows = await store.query("SELECT content FROM logs ORDER BY id")
+    assert [row[0] for row in rows.rows] == texts
+
+
 async def test_identical_batch_retried_is_stored_once(client: Any, store: Any) -> None:
     batch = [log_row(content=f"row {i}") for i in range(50)]  # no ids: assigned each time
     for _ in range(10):
