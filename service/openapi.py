@@ -90,13 +90,17 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
     text = {"type": "string", "maxLength": settings.max_text_param}
 
     def query(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
-        return {
+        parameter = {
             "name": name,
             "in": "query",
             "required": required,
             "description": description,
             "schema": schema,
         }
+        if not required:
+            # `?p=&type=` (as gateway front ends send unset filters) means "not given".
+            parameter["allowEmptyValue"] = True
+        return parameter
 
     def page_size(default: int, maximum: int) -> Schema:
         return query(
@@ -155,9 +159,9 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": settings.max_text_param,
-                "pattern": "\\S",
+                "pattern": "[^ \\t\\r\\n\\f\\v]",
             },
-            "the token's secret key, with or without sk-",
+            "the token's secret key, with or without sk- (surrounding ASCII whitespace is ignored)",
             required=True,
         ),  # fmt: skip
         "target_timestamp": query(
@@ -369,7 +373,11 @@ def _paths() -> dict[str, dict[str, Schema]]:
         body = {
             "required": True,
             "description": "a JSON array, or NDJSON (one object per line); validated whole",
-            "content": {JSON: {"schema": ref("schemas", batch)}, NDJSON: {"schema": STR}},
+            "content": {
+                JSON: {"schema": ref("schemas", batch)},
+                # The same rows, each serialized as one line of JSON.
+                NDJSON: {"schema": ref("schemas", batch)},
+            },
         }
         return _operation(
             op_id,
@@ -520,7 +528,9 @@ def document(settings: Settings) -> dict[str, Any]:
             "summary": "The log API of an LLM API gateway (new-api / one-api), on ClickHouse",
             "description": (
                 "Every JSON answer is the envelope `{success, message, data}`, errors "
-                "included, with a fitting HTTP status. Users see only their own logs; "
+                "included, with a fitting HTTP status. An optional query parameter with "
+                "an empty value counts as not given, unknown parameters are ignored, and a "
+                "parameter given twice is refused (400). Users see only their own logs; "
                 "`/api/log/self*` never shows channels or admin-only details."
             ),
         },

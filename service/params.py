@@ -29,6 +29,18 @@ MAX_TIMESTAMP = 2**32 - 1
 MAX_PAGE = 1_000_000
 
 
+def get_raw(query: Mapping[str, str], name: str) -> str | None:
+    """The parameter's one value, or None. A parameter given twice is refused: which of
+    the values counts would differ between a proxy or firewall and the service."""
+    getall = getattr(query, "getall", None)
+    if getall is None:
+        return query.get(name)
+    values = getall(name, [])
+    if len(values) > 1:
+        raise InvalidParameter(name, "given more than once")
+    return str(values[0]) if values else None
+
+
 def get_int(
     query: Mapping[str, str],
     name: str,
@@ -37,7 +49,7 @@ def get_int(
     minimum: int | None = None,
     maximum: int | None = None,
 ) -> int | None:
-    raw = query.get(name)
+    raw = get_raw(query, name)
     if raw is None or raw.strip() == "":
         return default
     text = raw.strip()
@@ -52,7 +64,7 @@ def get_int(
 
 
 def get_str(query: Mapping[str, str], name: str, settings: Settings) -> str | None:
-    raw = query.get(name)
+    raw = get_raw(query, name)
     if raw is None or raw == "":
         return None
     if len(raw) > settings.max_text_param:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from service.keys import SETTINGS
+from service.openapi import document
 from service.ratelimit import RateLimiter
 from tests.conftest import ADMIN, WRITER, user_headers
 
@@ -122,3 +124,54 @@ def test_forwarded_for_is_honoured_only_from_trusted_proxies() -> None:
     assert client_ip("8.8.8.8", "1.2.3.4", trusted) == "8.8.8.8"  # spoofed header ignored
     assert client_ip("10.1.2.3", "1.2.3.4", ()) == "10.1.2.3"
     assert client_ip("10.1.2.3", "garbage, 5.6.7.8", trusted) == "5.6.7.8"
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/api/log/", "p"), ("/api/log/", "username"), ("/api/log/self", "type"),
+     ("/api/log/search", "keyword"), ("/api/log/token", "key")],
+)  # fmt: skip
+async def test_a_parameter_given_twice_is_refused(client: Any, path: str, name: str) -> None:
+    # A proxy may read the first value and the service the last: neither is guessed.
+    headers = user_headers(3) if "self" in path else ADMIN
+    params = [(name, "1"), (name, "2")] + ([("key", "k")] if name != "key" else [])
+    response = await client.get(path, params=params, headers=headers)
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["message"] == f"invalid parameter '{name}': given more than once"
+
+
+async def test_empty_optional_parameters_count_as_not_given(client: Any) -> None:
+    doc = document(client.app[SETTINGS])
+    parameters = doc["components"]["parameters"]
+    served = {(route.method, route.resource.canonical) for route in client.app.router.routes()}
+    checked = 0
+    for path, item in doc["paths"].items():
+        get = item.get("get")
+        if get is None or ("GET", path) not in served or not path.startswith("/api/log"):
+            continue
+        names = [parameters[ref["$ref"].rsplit("/", 1)[1]] for ref in get["parameters"]]
+        optional = [p["name"] for p in names if not p["required"]]
+        assert all(p.get("allowEmptyValue") for p in names if not p["required"])
+        params = {name: "" for name in optional}
+        if path == "/api/log/token":
+            params["key"] = "sk-unknown"
+        headers = user_headers(3) if "/self" in path else ADMIN
+        response = await client.get(path, params=params, headers=headers)
+        assert response.status == (404 if path == "/api/log/token" else 200), path
+        checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [(" \t", 400), ("\x1c", 404), ("\u00a0", 404), (" sk-k ", 404), ("k" * 256, 404),
+     (" " + "k" * 256, 400)],
+)  # fmt: skip
+async def test_the_key_is_trimmed_of_ascii_whitespace_only(
+    client: Any, key: str, status: int
+) -> None:
+    # As the document's pattern says: a key with any other character is a real lookup,
+    # and the length limit counts the key as sent.
+    response = await client.get("/api/log/token", params={"key": key})
+    assert response.status == status, await response.text()

@@ -10,13 +10,15 @@ from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter, NotFound, RateLimited
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
 from ..logs import ADMIN_FIELDS, USER_FIELDS, find_token, list_page, search, token_logs
-from ..params import get_page, get_str, parse_filter
+from ..params import get_page, get_raw, get_str, parse_filter
 from ..ratelimit import client_ip
 from ..web import ok
 from . import principal
 
 TOKEN_NOT_FOUND = "Token does not exist or no permission"
 TOKEN_STATUS_DISABLED = 2
+# What is trimmed around a key; the document's pattern for `key` is "anything else".
+KEY_SPACE = " \t\r\n\f\v"
 
 
 async def list_all(request: web.Request) -> web.Response:
@@ -62,8 +64,9 @@ async def search_self(request: web.Request) -> web.Response:
 
 
 def hash_key(key: str) -> str:
-    """Tokens are stored by the SHA-256 of their key without the ``sk-`` prefix."""
-    key = key.strip()
+    """Tokens are stored by the SHA-256 of their key without the ``sk-`` prefix (and
+    without surrounding ASCII whitespace, as a pasted key may have)."""
+    key = key.strip(KEY_SPACE)
     if key.startswith("sk-"):
         key = key[3:]
     return hashlib.sha256(key.encode()).hexdigest()
@@ -80,11 +83,12 @@ async def by_token(request: web.Request) -> web.Response:
         error.headers = {"Retry-After": str(int(retry))}  # type: ignore[attr-defined]
         raise error
     settings = request.app[SETTINGS]
-    key = request.query.get("key", "").strip()
+    raw = get_raw(request.query, "key") or ""
+    if len(raw) > settings.max_text_param:
+        raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
+    key = raw.strip(KEY_SPACE)
     if not key:
         raise InvalidParameter("key", "is required (the token's secret key)")
-    if len(key) > settings.max_text_param:
-        raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
     page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)
     store = request.app[STORE]
     token = await find_token(store, hash_key(key))
