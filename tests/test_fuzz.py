@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -141,8 +142,27 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
     finally:
         assert stop(proc) == 0
-    errors = [line for line in log.read_text().splitlines() if '"level": "ERROR"' in line]
-    assert errors == []
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert [line for line in lines if line["level"] == "ERROR"] == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"GET /api/log/\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",  # TLS to the HTTP port
+    ],
+)
+def test_unparseable_http_is_a_400_and_no_error_log(service: str, request_bytes: bytes) -> None:
+    # The service's log must hold no ERROR line at the end (checked by the fixture).
+    port = int(service.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        answer = sock.recv(4096)
+    assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer[:100]
+    assert b"Traceback" not in answer
 
 
 def test_the_service_serves_the_fuzzed_document(service: str) -> None:

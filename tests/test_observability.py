@@ -199,6 +199,32 @@ def test_a_record_with_an_exception_is_still_one_line() -> None:
     assert parsed["message"] == "failed a" and "ValueError: bad\nthing" in parsed["exception"]
 
 
+def test_an_unparseable_request_is_one_warning_without_a_traceback() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from service.jsonlog import MalformedRequests
+
+    def record_of(error: BaseException) -> logging.LogRecord:
+        try:
+            raise error
+        except BaseException:
+            exc_info = sys.exc_info()
+        message = "Error handling request from %s"
+        return logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, message, ("203.0.113.9",), exc_info
+        )
+
+    malformed = record_of(BadHttpMessage("Invalid header value char: b'X: \\x00'"))
+    assert MalformedRequests().filter(malformed)
+    line = json.loads(JsonFormatter().format(malformed))
+    assert line["level"] == "WARNING" and "exception" not in line
+    assert line["message"] == "malformed HTTP request from 203.0.113.9: BadHttpMessage"
+    # Any other failure keeps its level and traceback.
+    other = record_of(RuntimeError("boom"))
+    assert MalformedRequests().filter(other)
+    assert other.levelno == logging.ERROR and other.exc_info is not None
+
+
 async def test_an_unexpected_failure_is_counted_and_logged_with_the_request_id(
     store: Any, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
