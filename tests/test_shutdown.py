@@ -7,70 +7,30 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.conftest import ADMIN, SECRET, WRITER
+from tests.conftest import ADMIN, WRITER
+from tests.support import serve
 
-ROOT = Path(__file__).resolve().parent.parent
 ROWS = 100_000  # a second or two of validation and insert: long enough to be in flight
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "GATELOG_DATA_DIR": str(data_dir),
-        "GATELOG_JWT_SECRET": SECRET,
-        "GATELOG_HOST": "127.0.0.1",
-        "GATELOG_PORT": str(port),
-    }
-    env.pop("GATELOG_CLICKHOUSE_URL", None)
-    with log.open("ab") as stderr:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-
-
 async def wait_ready(session: aiohttp.ClientSession, base: str, proc: Any) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the service exited during start"
-        try:
-            async with session.get(base + "/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("the service did not become ready")
+    await asyncio.to_thread(serve.wait_ready, base, proc)
 
 
 async def stop(proc: Any) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return int(await asyncio.to_thread(proc.wait, 20))
+    return await asyncio.to_thread(serve.stop, proc)
 
 
 async def test_sigterm_finishes_the_in_flight_ingest_then_exits_cleanly(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "service.log"
-    port = free_port()
+    port = serve.free_port()
     base = f"http://127.0.0.1:{port}"
     body = "\n".join(
         json.dumps({"user_id": i % 97, "created_at": 1_700_000_000 + i % 86400, "type": 2})
@@ -78,7 +38,7 @@ async def test_sigterm_finishes_the_in_flight_ingest_then_exits_cleanly(tmp_path
     ).encode()
     headers = {**WRITER, "Content-Type": "application/x-ndjson", "X-Request-Id": "big-batch"}
 
-    proc = start(data_dir, port, log)
+    proc = serve.start(data_dir, port, log)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base, proc)
@@ -112,7 +72,7 @@ async def test_sigterm_finishes_the_in_flight_ingest_then_exits_cleanly(tmp_path
     assert events.index("big-batch") < events.index("engine closed") < events.index("stopped")
 
     # Restart on the same data: every acknowledged row is there.
-    proc = start(data_dir, port, log)
+    proc = serve.start(data_dir, port, log)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base, proc)
@@ -123,3 +83,95 @@ async def test_sigterm_finishes_the_in_flight_ingest_then_exits_cleanly(tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+CLIENTS = 4
+BATCH = 1_000  # rows per request: tens of milliseconds each, so some are always in flight
+
+
+def stream_batch(client: int, number: int) -> bytes:
+    """One batch, every row tagged with the batch's request id (so the batch can be
+    counted after the restart) and its own id (so no two batches deduplicate)."""
+    tag = f"c{client}-b{number}"
+    base_id = (client * 100_000 + number) * BATCH
+    return "\n".join(
+        json.dumps({"id": base_id + i + 1, "user_id": client + 1, "type": 2,
+                    "created_at": 1_700_000_000 + number, "request_id": tag})
+        for i in range(BATCH)
+    ).encode()  # fmt: skip
+
+
+async def test_sigterm_during_a_stream_of_ingests_loses_no_acknowledged_row(
+    tmp_path: Path,
+) -> None:
+    """Several gateways post batches in a loop; SIGTERM arrives mid-stream. Every batch
+    answered 200 is there after a restart; any other batch is there whole or not at all."""
+    data_dir, log = tmp_path / "data", tmp_path / "service.log"
+    port = serve.free_port()
+    base = f"http://127.0.0.1:{port}"
+    headers = {**WRITER, "Content-Type": "application/x-ndjson"}
+    acknowledged: dict[str, float] = {}  # request id -> when the 200 arrived
+    sent: list[str] = []
+    signalled = asyncio.Event()
+
+    async def gateway(session: aiohttp.ClientSession, client: int) -> None:
+        for number in range(10_000):
+            tag = f"c{client}-b{number}"
+            sent.append(tag)
+            try:
+                async with session.post(
+                    base + "/api/internal/logs", data=stream_batch(client, number), headers=headers
+                ) as response:
+                    if response.status == 200 and (await response.json())["data"] == BATCH:
+                        acknowledged[tag] = time.monotonic()
+                    elif response.status != 503:  # refused while stopping: not acknowledged
+                        raise AssertionError(f"{tag}: {response.status} {await response.text()}")
+            except (TimeoutError, aiohttp.ClientConnectionError):
+                if signalled.is_set():
+                    return  # the service is gone: this batch was not acknowledged
+                raise
+
+    proc = serve.start(data_dir, port, log)
+    try:
+        await asyncio.to_thread(serve.wait_ready, base, proc)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            clients = [asyncio.create_task(gateway(session, c)) for c in range(CLIENTS)]
+            while len(acknowledged) < 4 * CLIENTS:  # the stream is well under way
+                assert not any(task.done() for task in clients), [t.result() for t in clients]
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            when = time.monotonic()
+            signalled.set()
+            await asyncio.wait_for(asyncio.gather(*clients), 30)
+        assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Some requests were in flight when the signal came, and were answered.
+    assert any(at > when for at in acknowledged.values())
+    assert len(sent) > len(acknowledged)  # and some were not acknowledged
+
+    proc = serve.start(data_dir, port, log)
+    try:
+        await asyncio.to_thread(serve.wait_ready, base, proc)
+        async with aiohttp.ClientSession() as session:
+
+            async def stored(tag: str) -> int:
+                params = {"request_id": tag, "page_size": "1"}
+                async with session.get(base + "/api/log/", params=params, headers=ADMIN) as r:
+                    return int((await r.json())["data"]["total"])
+
+            counts = {tag: await stored(tag) for tag in sent}
+            async with session.get(base + "/api/log/", headers=ADMIN) as response:
+                total = (await response.json())["data"]["total"]
+        assert await stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lost = [tag for tag in acknowledged if counts[tag] != BATCH]
+    assert lost == []
+    assert all(count in (0, BATCH) for count in counts.values()), counts  # whole or nothing
+    assert total == BATCH * sum(1 for count in counts.values() if count)
