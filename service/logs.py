@@ -94,6 +94,8 @@ def keyword_filter(flt: LogFilter, keyword: str | None) -> tuple[LogFilter, dict
     number = int(text) if text.isascii() and text.isdigit() and len(text) < 4 else None
     log_type = number if number in LOG_TYPES else TYPE_BY_NAME.get(text.lower())
     if log_type is not None:
+        if flt.type is not None and flt.type != log_type:
+            flt.extra.append("0")  # the type filter and the keyword's type disagree
         flt.type = log_type
         return flt, extra
     flt.extra.append(

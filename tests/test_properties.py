@@ -160,18 +160,25 @@ def test_lists_equal_brute_force(engine: Any, settings: Any, rows: Any, queries:
     rows=rows_strategy(),
     keywords=st.lists(keyword_strategy, min_size=1, max_size=4),
     uid=st.sampled_from(USERS),
+    log_type=st.sampled_from([None, None, 1, 2]),
 )
 def test_search_equals_brute_force(
-    engine: Any, settings: Any, rows: Any, keywords: Any, uid: int
+    engine: Any, settings: Any, rows: Any, keywords: Any, uid: int, log_type: int | None
 ) -> None:
+    # A type filter narrows the search too, also when the keyword names a type.
+    q = {} if log_type is None else {"type": log_type}
+
     async def body(client: TestClient[Any, Any]) -> None:
         await _ingest(client, rows)
         for keyword in keywords:
-            params = {"keyword": keyword}
+            params = {"keyword": keyword, **_params(q)}
             response = await client.get("/api/log/search", params=params, headers=ADMIN)
             assert response.status == 200
             got = [i["id"] for i in (await response.json())["data"]]
-            expected = brute.newest_first(r for r in rows if brute.keyword_matches(r, keyword))
+            expected = brute.newest_first(
+                r for r in rows
+                if brute.keyword_matches(r, keyword) and brute.matches(r, q, user_id=None)
+            )  # fmt: skip
             assert got == [r["id"] for r in expected][:100]
             response = await client.get(
                 "/api/log/self/search", params=params, headers=user_headers(uid)
