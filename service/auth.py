@@ -7,6 +7,7 @@ Missing or invalid credentials are 401; valid but not allowed is 403.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ ROLE_USER = 1
 ROLE_ADMIN = 10
 ROLE_ROOT = 100
 SCOPE_WRITE = "logs:write"
+_USER_ID = re.compile(r"0|[1-9][0-9]{0,18}")  # canonical decimal, ASCII digits only
 MAX_TOKEN_BYTES = 8192
 ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 
@@ -87,10 +89,10 @@ def _principal(claims: dict[str, object]) -> Principal:
     sub, role = claims.get("sub"), claims.get("role")
     if isinstance(sub, bool) or not isinstance(sub, int | str):
         raise Unauthorized("invalid bearer token: 'sub' must be a user id")
-    try:
-        user_id = int(sub)
-    except ValueError:
-        raise Unauthorized("invalid bearer token: 'sub' must be a user id") from None
+    # One user, one subject: int() would also take " 7", "07", "+7", "7_0" and "٧" as 7.
+    if isinstance(sub, str) and not _USER_ID.fullmatch(sub):
+        raise Unauthorized("invalid bearer token: 'sub' must be a user id")
+    user_id = int(sub)
     if user_id < 0 or user_id >= 2**63:
         raise Unauthorized("invalid bearer token: 'sub' out of range")
     if isinstance(role, bool) or not isinstance(role, int):
