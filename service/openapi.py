@@ -138,7 +138,10 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "username": query("username", text, "exact user name (admin only)"),
         "token_name": query("token_name", text, "exact token name"),
         "model_name": query(
-            "model_name", text, "exact model name; a value containing % is a LIKE pattern"
+            "model_name",
+            text,
+            "exact model name; a value containing % is a LIKE pattern (_ one character, "
+            "a backslash escapes %, _ or a backslash and is otherwise itself)",
         ),
         "channel": query(
             "channel",

@@ -141,8 +141,14 @@ class LogFilter:
             add("token_name = {token_name:String}", "token_name", self.token_name)
         if self.model_name is not None:
             # The gateway's latest rule: exact, unless the value holds '%' (a LIKE pattern).
-            op = "LIKE" if "%" in self.model_name else "="
-            add(f"model_name {op} {{model_name:String}}", "model_name", self.model_name)
+            if "%" in self.model_name:
+                add(
+                    "model_name LIKE {model_name:String}",
+                    "model_name",
+                    like_pattern(self.model_name),
+                )
+            else:
+                add("model_name = {model_name:String}", "model_name", self.model_name)
         if self.channel is not None:
             add("channel_id = {channel:UInt32}", "channel", self.channel)
         if self.group is not None:
@@ -172,6 +178,14 @@ def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -
         flt.username = get_str(query, "username", settings)
         flt.channel = get_int(query, "channel", 0, minimum=0, maximum=2**32 - 1) or None
     return flt
+
+
+def like_pattern(pattern: str) -> str:
+    """A user's LIKE pattern as the engine takes it. The engine reads a backslash before
+    ``%``, ``_`` or ``\\`` as an escape and any other backslash as itself, but refuses a
+    pattern ending in a lone backslash (a 500 before): that one is taken as itself too."""
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return pattern + "\\" if trailing % 2 else pattern
 
 
 def like_escape(text: str) -> str:

@@ -15,11 +15,13 @@ TYPE_NAMES = {
 
 
 def like_to_regex(pattern: str) -> re.Pattern[str]:
-    """SQL LIKE (``%``, ``_``, backslash escapes) as a Python regex."""
+    """SQL LIKE as the engine reads it, as a Python regex: ``%`` any text, ``_`` one
+    character, a backslash before ``%``, ``_`` or a backslash escapes it, and any other
+    backslash (also a last one) is itself."""
     out, i = [], 0
     while i < len(pattern):
         ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
+        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_\\":
             out.append(re.escape(pattern[i + 1]))
             i += 2
             continue

@@ -265,18 +265,21 @@ hostile_text = st.lists(HOSTILE_ALPHABET, min_size=1, max_size=12).map("".join)
 def test_hostile_text_in_every_filter_and_keyword(
     engine: Any, settings: Any, rows: Any, texts: Any, uid: int
 ) -> None:
-    """SQL fragments, quotes, backslashes, %/_, NUL, RTL and emoji are plain values."""
+    """SQL fragments, quotes, backslashes, %/_, NUL, RTL and emoji are plain values (in
+    model_name, a pattern when it holds %, as the engine reads LIKE)."""
     # A hostile row too, so that matches are possible, not only empty answers.
     hostile_rows = [
         {**row, "content": row["content"] + texts[i % len(texts)],
-         "token_name": texts[i % len(texts)], "username": texts[-1]}
+         "token_name": texts[i % len(texts)], "username": texts[-1],
+         "model_name": texts[(i + 1) % len(texts)] + ("\\" if i == 2 else "")}
         for i, row in enumerate(rows[:5])
     ] + rows[5:]  # fmt: skip
 
     async def body(client: TestClient[Any, Any]) -> None:
         await _ingest(client, hostile_rows)
         for text in texts:
-            for name in ("username", "token_name", "group", "request_id"):
+            # model_name is a LIKE pattern when it holds %: hostile patterns included.
+            for name in ("username", "token_name", "group", "request_id", "model_name"):
                 q = {name: text}
                 response = await client.get("/api/log/", params=q, headers=ADMIN)
                 assert response.status == 200, await response.text()
@@ -299,3 +302,31 @@ def test_hostile_text_in_every_filter_and_keyword(
             assert response.status == (404 if text.strip() else 400)
 
     run(_with_client(engine, settings, body))
+
+
+MODEL_PATTERNS = [
+    "%\\", "a%\\", "%\\\\", "%\\\\\\", "%\\x", "%\\%", "%\\_", "%_%", "_%", "%\x00%", "%'%",
+    "%🚀%", "%\u202e%", "%;DROP%", "%\\%\\", "100\\%%",
+]  # fmt: skip
+MODEL_NAMES = ["a\\", "ax", "a\\x", "a%", "a_", "a\\\\", "🚀", "\u202e", "100%", "x\x00y", "'"]
+
+
+async def test_model_name_patterns_as_the_engine_reads_like(client: Any) -> None:
+    """Backslashes in a model_name pattern: before %, _ or \\ an escape, else (also at the
+    end, which the engine refuses) a literal backslash; every answer equals brute force."""
+    rows = [
+        {"id": i + 1, "user_id": 1, "created_at": BASE + i, "type": 2, "model_name": name}
+        for i, name in enumerate(MODEL_NAMES)
+    ]
+    response = await client.post("/api/internal/logs", json=rows, headers=WRITER)
+    assert response.status == 200
+    for pattern in MODEL_PATTERNS:
+        response = await client.get(
+            "/api/log/", params={"model_name": pattern, "page_size": "100"}, headers=ADMIN
+        )
+        assert response.status == 200, (pattern, await response.text())
+        got = {item["model_name"] for item in (await response.json())["data"]["items"]}
+        expected = {
+            r["model_name"] for r in rows if brute.matches(r, {"model_name": pattern}, user_id=None)
+        }
+        assert got == expected, pattern
