@@ -85,12 +85,16 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
             if line.strip(" \t\r"):
                 try:
                     rows.append(json.loads(line))
-                except (ValueError, RecursionError):
+                except RecursionError:
+                    raise BadRequest(f"body: line {number} is nested too deeply") from None
+                except ValueError:
                     raise BadRequest(f"body: line {number} is not valid JSON") from None
         return rows
     try:
         value = json.loads(text)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deeply") from None
+    except ValueError:
         raise BadRequest("body: not valid JSON (expected an array of objects, or NDJSON)") from None
     if not isinstance(value, list):
         raise BadRequest("body: expected a JSON array of objects")

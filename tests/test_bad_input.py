@@ -175,3 +175,26 @@ async def test_the_key_is_trimmed_of_ascii_whitespace_only(
     # and the length limit counts the key as sent.
     response = await client.get("/api/log/token", params={"key": key})
     assert response.status == status, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/log/self/search?keyword=" + "x" * 70_000, user_headers(3)),  # request line
+        ("/api/log/token?key=" + "k" * 1_000_000, {}),
+        ("/api/log/", {"Authorization": "Bearer " + "a" * 20_000}),  # one header
+        ("/api/log/", {**ADMIN, **{f"X-H{i}": "v" for i in range(200)}}),  # many headers
+    ],
+)
+async def test_oversized_requests_are_refused_before_any_handler(
+    make_client: Any, engine_calls: list[str], path: str, headers: dict[str, str]
+) -> None:
+    """Past the HTTP parser's limits (request line 64 KiB, header 16 KiB, header count)
+    the request is a 400 before routing: no handler, no engine call, no echo of internals."""
+    client = await make_client()
+    engine_calls.clear()
+    response = await client.get(path, headers=headers)
+    text = await response.text()
+    assert response.status == 400
+    assert "Traceback" not in text and len(text) < 200
+    assert engine_calls == []

@@ -118,6 +118,28 @@ async def test_broken_json_and_ndjson(client: Any, store: Any) -> None:
     assert await count(store) == 0
 
 
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+async def test_deeply_nested_json_is_a_clean_400(
+    client: Any, store: Any, engine_calls: list[str], depth: int
+) -> None:
+    # Well-formed, only deep: at the top, inside `other`, and on an NDJSON line.
+    nested = "[" * depth + "]" * depth
+    row = json.dumps(log_row())[:-1] + ', "other": ' + nested + "}"
+    engine_calls.clear()
+    for body, content_type, message in (
+        (nested, "application/json", "body: JSON nested too deeply"),
+        ("[" + row + "]", "application/json", "body: JSON nested too deeply"),
+        (
+            json.dumps(log_row()) + "\n" + row,
+            "application/x-ndjson",
+            "body: line 2 is nested too deeply",
+        ),
+    ):
+        status, answer = await post(client, body, content_type)
+        assert (status, answer["message"], answer["data"]) == (400, message, None)
+    assert engine_calls == [] and await count(store) == 0
+
+
 async def test_body_over_the_limit_is_413(make_client: Any, store: Any) -> None:
     client = await make_client(max_body_bytes=10_000)
     status, body = await post(client, [log_row(content="x" * 20_000)])
