@@ -295,38 +295,54 @@ class HttpStore(Store):
         self.timeout = timeout
         self.cluster = cluster
         self._client: Any = None
-        self._lock = asyncio.Lock()
+        self._connecting: asyncio.Future[Any] | None = None
 
     @property
     def database(self) -> str:
         return urlsplit(self.url).path.strip("/") or "default"
 
     async def _get(self) -> Any:
+        """The client, created once. Callers that arrive while it is being created share
+        that one attempt and its outcome: with the engine down or hung, N waiting
+        requests all fail after one timeout, not one timeout after another."""
         if self._client is not None:
             return self._client
-        async with self._lock:
-            if self._client is None:
-                import clickhouse_connect
+        if self._connecting is None:
+            attempt = asyncio.ensure_future(self._connect())
+            self._connecting = attempt
 
-                parts = urlsplit(self.url)
-                with translated():
-                    self._client = await asyncio.wait_for(
-                        clickhouse_connect.get_async_client(
-                            host=parts.hostname or "localhost",
-                            port=parts.port or (8443 if parts.scheme == "https" else 8123),
-                            username=parts.username or "default",
-                            password=parts.password or "",
-                            database=self.database,
-                            secure=parts.scheme == "https",
-                            compress="lz4",
-                            connect_timeout=min(self.timeout, 5.0),
-                            send_receive_timeout=self.timeout,
-                            settings=self._settings(),
-                            autogenerate_session_id=False,
-                        ),
-                        timeout=self.timeout,
-                    )
-        return self._client
+            def done(future: asyncio.Future[Any]) -> None:
+                self._connecting = None
+                if not future.cancelled():
+                    future.exception()  # retrieved: a failure is raised to every caller
+
+            attempt.add_done_callback(done)
+        # A caller that gives up (cancelled) does not cancel the attempt for the others.
+        return await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> Any:
+        import clickhouse_connect
+
+        parts = urlsplit(self.url)
+        with translated():
+            client = await asyncio.wait_for(
+                clickhouse_connect.get_async_client(
+                    host=parts.hostname or "localhost",
+                    port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                    username=parts.username or "default",
+                    password=parts.password or "",
+                    database=self.database,
+                    secure=parts.scheme == "https",
+                    compress="lz4",
+                    connect_timeout=min(self.timeout, 5.0),
+                    send_receive_timeout=self.timeout,
+                    settings=self._settings(),
+                    autogenerate_session_id=False,
+                ),
+                timeout=self.timeout,
+            )
+        self._client = client
+        return client
 
     def _settings(self) -> dict[str, Any]:
         if self.cluster is None:

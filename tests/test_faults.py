@@ -9,22 +9,54 @@ import socket
 import time
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
+from service.keys import SETTINGS
+from service.openapi import document
 from service.store import HttpStore
 from tests.conftest import ADMIN, WRITER, log_row, user_headers
 from tests.support.chhttp import ClickHouseHTTPServer
 
-ENDPOINTS = [
-    ("GET", "/api/log/", ADMIN),
-    ("GET", "/api/log/self", user_headers(7)),
-    ("GET", "/api/log/search?keyword=x", ADMIN),
-    ("GET", "/api/log/self/search?keyword=x", user_headers(7)),
-    ("GET", "/api/log/token?key=abc", {}),
-    ("POST", "/api/internal/logs", WRITER),
-]
+ENGINE_FREE = {"/healthz", "/metrics", "/api/openapi.json"}  # answer without the engine
+SAMPLE = {"key": "abc", "target_timestamp": "1", "start_timestamp": "1"}
+
+
+def endpoints(app: Any) -> list[tuple[str, str, dict[str, str]]]:
+    """Every served route that needs the engine, with the parameters it requires and
+    the caller it is for: new routes are covered by being in the route table."""
+    doc = document(app[SETTINGS])
+    served = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method not in ("HEAD", "OPTIONS")
+    }
+    out = []
+    for method, path in sorted(served):
+        if path in ENGINE_FREE or path == "/readyz":
+            continue
+        operation = doc["paths"][path][method.lower()]
+        names = [
+            doc["components"]["parameters"][ref["$ref"].rsplit("/", 1)[1]]["name"]
+            for ref in operation["parameters"]
+        ]
+        query = {name: SAMPLE[name] for name in names if name in SAMPLE}
+        if not operation["security"]:
+            headers: dict[str, str] = {}
+        elif "ingest" in operation["tags"]:
+            headers = WRITER
+        else:
+            headers = user_headers(7) if "/self" in path else ADMIN
+        out.append((method, path + ("?" + urlencode(query) if query else ""), headers))
+    return out
+
+
+BODIES = {
+    "/api/internal/logs": [log_row()],
+    "/api/internal/tokens": [{"id": 1, "key": "k", "name": "t", "user_id": 7, "status": 1}],
+}
 
 
 def free_port() -> int:
@@ -36,7 +68,7 @@ def free_port() -> int:
 async def call(client: TestClient[Any, Any], method: str, path: str, headers: Any) -> Any:
     kwargs: dict[str, Any] = {"headers": headers}
     if method == "POST":
-        kwargs["json"] = [log_row()]
+        kwargs["json"] = BODIES[path]
     response = await client.request(method, path, **kwargs)
     return response.status, await response.json()
 
@@ -46,16 +78,19 @@ async def test_engine_down_then_back(store: Any, settings: Any) -> None:
     http = HttpStore(f"http://default:@127.0.0.1:{port}/{store.database}", timeout=3.0)
     app = create_app(replace(settings, token_lookup_rate=0), store=http)
     server = ClickHouseHTTPServer(store.path)
+    routes = endpoints(app)
+    assert len(routes) >= 7
     async with TestClient(TestServer(app)) as client:
         # Down from the start: the service still starts, and answers 503 quickly.
-        for method, path, headers in ENDPOINTS:
+        for method, path, headers in routes:
             started = time.perf_counter()
             status, body = await call(client, method, path, headers)
             assert (status, body["success"], body["data"]) == (503, False, None), path
             assert "unavailable" in body["message"]
             assert time.perf_counter() - started < 5
         assert (await client.get("/readyz")).status == 503
-        assert (await client.get("/healthz")).status == 200
+        for path in ENGINE_FREE:
+            assert (await client.get(path)).status == 200
 
         # Back: no restart needed (the schema is retried in the background).
         await server.start(port)
@@ -64,17 +99,52 @@ async def test_engine_down_then_back(store: Any, settings: Any) -> None:
                 break
             await asyncio.sleep(0.1)
         assert (await client.get("/readyz")).status == 200
-        for method, path, headers in ENDPOINTS:
+        for method, path, headers in routes:
             status, _ = await call(client, method, path, headers)
             assert status in (200, 404), path  # 404: the unknown token key
 
-        # Down again mid-life, then back again.
+        # Down again mid-life (the client's pooled connections now dead), then back again.
         await server.stop()
-        status, body = await call(client, "GET", "/api/log/", ADMIN)
-        assert status == 503 and "DB::Exception" not in body["message"]
+        for method, path, headers in routes:
+            status, body = await call(client, method, path, headers)
+            assert (status, body["data"]) == (503, None), path
+            assert "DB::Exception" not in body["message"] and "Errno" not in body["message"]
         assert (await client.get("/readyz")).status == 503
         await server.start(port)
-        assert (await call(client, "GET", "/api/log/", ADMIN))[0] == 200
+        for method, path, headers in routes:
+            assert (await call(client, method, path, headers))[0] in (200, 404), path
+        assert (await client.get("/readyz")).status == 200
     await http.close()
     await server.stop()
     server.close()
+
+
+async def test_an_engine_that_accepts_and_never_answers(store: Any, settings: Any) -> None:
+    """A hung engine (TCP accepted, no answer): every endpoint still answers 503 in the
+    envelope, bounded by the engine timeout, and readiness fails."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = HttpStore(f"http://default:@127.0.0.1:{port}/{store.database}", timeout=1.0)
+    app = create_app(replace(settings, token_lookup_rate=0), store=http)
+    routes = endpoints(app)
+    async with TestClient(TestServer(app)) as client:
+        started = time.perf_counter()
+        answers = await asyncio.gather(
+            *(call(client, method, path, headers) for method, path, headers in routes),
+            client.get("/readyz"),
+        )
+        # All at once: one shared connection attempt, not one timeout after another.
+        assert time.perf_counter() - started < 4 * http.timeout
+        for (status, body), (_, path, _) in zip(answers[:-1], routes, strict=True):
+            assert (status, body["success"], body["data"]) == (503, False, None), path
+        assert answers[-1].status == 503
+    await http.close()
+    server.close()
+    for writer in held:
+        writer.close()
+    await server.wait_closed()
