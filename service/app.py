@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from .auth import Authenticator
 from .errors import EngineUnavailable
 from .ingest import IdGenerator
-from .keys import AUTH, IDS, SETTINGS, STORE, TOKEN_LIMITER
+from .keys import AUTH, CLOCK, IDS, SETTINGS, STORE, TOKEN_LIMITER
 from .migrate import migrate
 from .ratelimit import RateLimiter
 from .routes import setup_routes
@@ -23,13 +24,20 @@ from .web import error_middleware
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, store: Store | None = None) -> web.Application:
-    """``store`` lets tests hand in an engine they opened; else one is opened on start."""
+def create_app(
+    settings: Settings,
+    store: Store | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """``store`` lets tests hand in an engine they opened; else one is opened on start.
+    ``clock`` (Unix seconds, default the wall clock) is what "now" means to stats;
+    tests hand in a fixed one."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
     app[TOKEN_LIMITER] = RateLimiter(settings.token_lookup_rate)
     app[IDS] = IdGenerator(settings.node_id)
+    app[CLOCK] = clock or time.time
     app.cleanup_ctx.append(_engine(store))
     setup_routes(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from .auth import Authenticator
@@ -15,3 +17,5 @@ AUTH = web.AppKey("auth", Authenticator)
 TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
 IDS = web.AppKey("ids", object)
 READY = web.AppKey("ready", dict)
+#: the wall clock (Unix seconds); tests hand in a fixed one through create_app(clock=...)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
