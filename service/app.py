@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from .auth import Authenticator
+from .deletion import DeleteGuard
 from .errors import EngineUnavailable
 from .ingest import IdGenerator
-from .keys import AUTH, CLOCK, IDS, SETTINGS, STORE, TOKEN_LIMITER
+from .keys import AUTH, CLOCK, DELETE_GUARD, IDS, SETTINGS, STORE, TOKEN_LIMITER
 from .migrate import migrate
 from .ratelimit import RateLimiter
+from .retention import retention_loop
 from .routes import setup_routes
 from .settings import Settings
 from .store import Store, open_store
@@ -30,17 +32,30 @@ def create_app(
     clock: Callable[[], float] | None = None,
 ) -> web.Application:
     """``store`` lets tests hand in an engine they opened; else one is opened on start.
-    ``clock`` (Unix seconds, default the wall clock) is what "now" means to stats;
-    tests hand in a fixed one."""
+    ``clock`` (Unix seconds, default the wall clock) is what "now" means to stats,
+    history deletes and retention; tests hand in a fixed one."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
     app[TOKEN_LIMITER] = RateLimiter(settings.token_lookup_rate)
     app[IDS] = IdGenerator(settings.node_id)
     app[CLOCK] = clock or time.time
+    app[DELETE_GUARD] = DeleteGuard()
     app.cleanup_ctx.append(_engine(store))
+    if settings.retention_days:
+        app.cleanup_ctx.append(_retention)
     setup_routes(app)
     return app
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Drops days older than the retention now and then every interval (background)."""
+    task = asyncio.create_task(
+        retention_loop(app[STORE], app[SETTINGS], app[DELETE_GUARD], app[CLOCK])
+    )
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _engine(given: Store | None):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .auth import Authenticator
+from .deletion import DeleteGuard
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .store import Store
@@ -19,3 +20,5 @@ IDS = web.AppKey("ids", object)
 READY = web.AppKey("ready", dict)
 #: the wall clock (Unix seconds); tests hand in a fixed one through create_app(clock=...)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+#: orders history deletes and retention against the ingest of older logs
+DELETE_GUARD = web.AppKey("delete_guard", DeleteGuard)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from .handlers import ingest, logs, ops, stats
+from .handlers import history, ingest, logs, ops, stats
 from .keys import SETTINGS
 
 
@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/self", logs.list_self),
             web.get("/api/log/search", logs.search_all),
             web.get("/api/log/self/search", logs.search_self),
+            web.delete("/api/log/", history.delete_history),
             web.get("/api/log/stat", stats.stat_all),
             web.get("/api/log/self/stat", stats.stat_self),
             web.get("/api/log/series", stats.series_all),
