@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from .handlers import history, ingest, logs, ops, stats
+from .handlers import export, history, ingest, logs, ops, stats
 from .keys import SETTINGS
 
 
@@ -21,6 +21,8 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/self/stat", stats.stat_self),
             web.get("/api/log/series", stats.series_all),
             web.get("/api/log/self/series", stats.series_self),
+            web.get("/api/log/export", export.export_all),
+            web.get("/api/log/self/export", export.export_self),
             web.post("/api/internal/logs", ingest.ingest_logs),
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),
