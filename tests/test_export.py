@@ -166,8 +166,14 @@ export_rows = st.lists(
             user_id=user_id, created_at=created_at, quota=quota, type=type_
         ),
         st.sampled_from([1, 2]),
-        # busy minutes (ties on created_at too) and sparse days
-        st.one_of(st.integers(BASE - 300, BASE), st.integers(BASE - 5 * 86400, BASE)),
+        # busy minutes (ties on created_at too), sparse days, and the first second of a
+        # minute or a day (where windows are cut)
+        st.one_of(
+            st.integers(BASE - 300, BASE),
+            st.integers(BASE - 5 * 86400, BASE),
+            st.builds(lambda m: (BASE // 60 - m) * 60, st.integers(0, 5)),
+            st.builds(lambda d: (BASE // 86400 - d) * 86400, st.integers(0, 4)),
+        ),
         st.integers(0, 1000),
         st.sampled_from([2, 5]),
     ),
