@@ -3,7 +3,14 @@
 -- fed by the materialized view in 004_logs_minute_mv.sql.
 --
 -- Stats and series read whole minutes from here and only the partial edge minutes from
--- `logs`, so their cost grows with the minutes in range, not with the rows.
+-- `logs`: their cost follows the rollup rows in range (at most one per minute and
+-- active combination of dimensions), not the raw rows.
+--
+-- It folds the logs of one minute that share all these dimensions, so the reduction
+-- grows with the traffic per user: on generated gateway-like logs (bench/rollup.py,
+-- bench/results/rollup-reduction.json) 1.04x at 1M logs over 30 days (23 a minute),
+-- 1.2x at 10M, 1.4x at 30M, 2.1x at 10M in one day; with every dimension drawn
+-- independently (the worst case) about 1.0x.
 --
 -- Always read it with sum() ... GROUP BY: SummingMergeTree folds rows with the same key
 -- only when parts merge, and a query must never depend on merges having happened.

@@ -270,9 +270,9 @@ def _shape_series(
                 if cells > max_buckets:
                     raise InvalidParameter(
                         "group_by",
-                        f"more than {len(per_key)} groups x {len(total)} buckets is more "
-                        f"than the limit of {max_buckets} buckets; filter, choose a longer "
-                        "interval or a shorter range",
+                        f"{len(per_key) + 1} or more groups x {len(total)} buckets (and the "
+                        f"total) is more than the limit of {max_buckets} buckets; filter, "
+                        "choose a longer interval or a shorter range",
                     )
                 per_key[key] = _zero_buckets(request)
             targets.append(per_key[key][index])
