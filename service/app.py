@@ -14,14 +14,15 @@ from .auth import Authenticator
 from .deletion import DeleteGuard
 from .errors import EngineUnavailable
 from .ingest import IdGenerator
-from .keys import AUTH, CLOCK, DELETE_GUARD, IDS, SETTINGS, STORE, TOKEN_LIMITER
+from .keys import AUTH, CLOCK, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE, TOKEN_LIMITER
+from .metrics import Metrics
 from .migrate import migrate
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, parse_networks
 from .retention import retention_loop
 from .routes import setup_routes
 from .settings import Settings
 from .store import Store, open_store
-from .web import error_middleware
+from .web import error_middleware, stamp_request_id
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,24 @@ def create_app(
     """``store`` lets tests hand in an engine they opened; else one is opened on start.
     ``clock`` (Unix seconds, default the wall clock) is what "now" means to stats,
     history deletes and retention; tests hand in a fixed one."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.max_body_bytes,
+        # Long query strings reach our own validation (a 400 in the envelope naming the
+        # parameter) instead of the HTTP parser's bare 400; past 64 KiB the parser refuses.
+        handler_args={"max_line_size": 65536, "max_field_size": 16384},
+    )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
-    app[TOKEN_LIMITER] = RateLimiter(settings.token_lookup_rate)
+    app[TOKEN_LIMITER] = RateLimiter(
+        settings.token_lookup_rate, trusted=parse_networks(settings.trusted_proxies)
+    )
     app[IDS] = IdGenerator(settings.node_id)
     app[CLOCK] = clock or time.time
     app[DELETE_GUARD] = DeleteGuard()
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(stamp_request_id)
+    app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_engine(store))
     if settings.retention_days:
         app.cleanup_ctx.append(_retention)
@@ -50,12 +62,26 @@ def create_app(
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:
     """Drops days older than the retention now and then every interval (background)."""
+    metrics = app[METRICS]
     task = asyncio.create_task(
-        retention_loop(app[STORE], app[SETTINGS], app[DELETE_GUARD], app[CLOCK])
+        retention_loop(
+            app[STORE],
+            app[SETTINGS],
+            app[DELETE_GUARD],
+            app[CLOCK],
+            lambda rows: metrics.rows_deleted(rows, source="retention"),
+        )
     )
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _draining(app: web.Application) -> None:
+    # On SIGTERM aiohttp stops accepting connections, calls this, waits for in-flight
+    # requests (up to the shutdown timeout), then runs the cleanup contexts.
+    busy = app[METRICS].registry.get_sample_value("gatelog_http_requests_in_flight") or 0
+    log.info("stopping: finishing %d in-flight requests", int(busy))
 
 
 def _engine(given: Store | None):  # type: ignore[no-untyped-def]
@@ -63,6 +89,8 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
         settings = app[SETTINGS]
         store = given if given is not None else open_store(settings)
         app[STORE] = store
+        observe = app[METRICS].observe_engine
+        store.add_observer(observe)
         retry: asyncio.Task[None] | None = None
         try:
             await migrate(store, cluster=settings.clickhouse_cluster)
@@ -79,8 +107,10 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
         if retry is not None:
             retry.cancel()
             await asyncio.gather(retry, return_exceptions=True)
+        store.remove_observer(observe)
         if given is None:
             await store.close()
+            log.info("engine closed")
 
     return engine
 

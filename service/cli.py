@@ -15,11 +15,9 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from .jsonlog import setup
+
+    setup(settings.log_level)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,6 +39,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         shutdown_timeout=30.0,
         print=lambda msg: logging.getLogger("gatelog").info(msg),
     )
+    logging.getLogger("gatelog").info("stopped")
     return 0
 
 

@@ -18,6 +18,10 @@ delete is done, and a delete waits for such batches already being written. Batch
 rows are all at or after the target never wait. The guard is per process: with several
 replicas ingesting into one server, a late batch landing on another replica during a
 delete may be removed uncounted (see README).
+
+On a cluster the drops and the ``DELETE`` address the local tables ``ON CLUSTER``
+(:mod:`service.cluster`); counts and the negated rows go through the Distributed tables,
+which place each row on its user's shard as ingest does.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from .cluster import local_table, on_cluster, system_table
 from .stats import ROLLUP
 from .store import Store
 
@@ -119,11 +124,12 @@ def day_start(day: date) -> int:
 
 
 async def list_partitions(store: Store, table: str) -> list[str]:
+    """The partition ids holding rows of ``table`` (on every node of a cluster)."""
     rows = await store.query(
-        "SELECT DISTINCT partition_id FROM system.parts "
+        f"SELECT DISTINCT partition_id FROM {system_table('parts', store.cluster)} "
         "WHERE database = currentDatabase() AND table = {table:String} AND active "
         "ORDER BY partition_id",
-        {"table": table},
+        {"table": local_table(table, store.cluster)},
     )
     return [str(row[0]) for row in rows.rows]
 
@@ -140,16 +146,18 @@ def batches(items: Sequence[str], size: int) -> list[list[str]]:
 
 
 async def count_partitions(store: Store, partition_ids: Sequence[str]) -> dict[str, int]:
-    """Raw rows per partition (answered from part metadata where no row was deleted)."""
-    if not partition_ids:
+    """Raw rows per day partition: a condition on the partition key only, answered from
+    part metadata where no row was deleted (and through a Distributed table alike)."""
+    days = {pid: partition_day(pid) for pid in partition_ids}
+    if not days:
         return {}
     rows = await store.query(
-        f"SELECT _partition_id, count() FROM {RAW} WHERE _partition_id IN {{ids:Array(String)}} "
-        "GROUP BY _partition_id",
-        {"ids": list(partition_ids)},
+        f"SELECT toDate(created_at) AS day, count() FROM {RAW} "
+        "WHERE toDate(created_at) IN {days:Array(Date)} GROUP BY day",
+        {"days": [day for day in days.values() if day is not None]},
     )
-    counts = {str(pid): int(n) for pid, n in rows.rows}
-    return {pid: counts.get(pid, 0) for pid in partition_ids}
+    counts = {day: int(n) for day, n in rows.rows}
+    return {pid: counts.get(day, 0) for pid, day in days.items()}
 
 
 async def drop_partitions(store: Store, table: str, partition_ids: Sequence[str]) -> None:
@@ -158,7 +166,8 @@ async def drop_partitions(store: Store, table: str, partition_ids: Sequence[str]
         return
     clauses = ", ".join(f"DROP PARTITION ID {{p{i}:String}}" for i in range(len(partition_ids)))
     params = {f"p{i}": pid for i, pid in enumerate(partition_ids)}
-    await store.command(f"ALTER TABLE {table} {clauses}", params)
+    target = local_table(table, store.cluster) + on_cluster(store.cluster)
+    await store.command(f"ALTER TABLE {target} {clauses}", params)
 
 
 @dataclass
@@ -199,7 +208,8 @@ async def delete_range_of_day(store: Store, lo: int, hi: int) -> int:
     no_dedup = {"insert_deduplicate": 0}  # a correction is never a retried ingest batch
     await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", "-"), params, settings=no_dedup)
     try:
-        await store.command(f"DELETE FROM {RAW} WHERE {_WINDOW}", params)
+        target = local_table(RAW, store.cluster) + on_cluster(store.cluster)
+        await store.command(f"DELETE FROM {target} WHERE {_WINDOW}", params)
     except Exception:
         # Put back in the rollup what is still in the raw table (all of it if the delete
         # did nothing), so a failed delete leaves both tables agreeing.

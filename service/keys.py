@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .auth import Authenticator
 from .deletion import DeleteGuard
+from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .store import Store
@@ -22,3 +23,4 @@ READY = web.AppKey("ready", dict)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 #: orders history deletes and retention against the ingest of older logs
 DELETE_GUARD = web.AppKey("delete_guard", DeleteGuard)
+METRICS = web.AppKey("metrics", Metrics)

@@ -3,7 +3,7 @@
 Every file holds one idempotent statement (``IF NOT EXISTS``), so applying the schema
 twice changes nothing; the ``schema_migrations`` table records versions and checksums
 so that an edited file is reported instead of silently diverging. Rendering for a
-cluster happens in :func:`render`, the one place that knows about clusters.
+cluster goes through :func:`render`, which hands it to :mod:`service.cluster`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cluster import render_for_cluster, sharded_tables
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,13 @@ def load(directory: Path | None = None) -> list[Migration]:
     return [Migration(path.stem, path.read_text(encoding="utf-8")) for path in files]
 
 
-def render(sql: str, cluster: str | None = None) -> str:
-    """The statement as it runs on this deployment (single node: unchanged)."""
+def render(sql: str, cluster: str | None = None, tables: Iterable[str] = ()) -> list[str]:
+    """The statements that apply ``sql`` on this deployment: on a single node the file
+    exactly as written; on a cluster, :func:`service.cluster.render_for_cluster`
+    (``tables``: the schema's sharded tables, from :func:`service.cluster.sharded_tables`)."""
     if cluster is None:
-        return sql
-    raise NotImplementedError("cluster mode: see service/cluster.py")
+        return [sql]
+    return render_for_cluster(sql, cluster, tables)
 
 
 async def applied_versions(store: Store) -> dict[str, str]:
@@ -80,7 +84,11 @@ async def migrate(
 ) -> list[str]:
     """Apply what is not applied yet; return the versions applied by this call."""
     migrations = load(directory)
-    await store.command(render(MIGRATIONS_DDL, cluster))
+    tables: frozenset[str] = frozenset()
+    if cluster is not None:
+        tables = sharded_tables(m.sql for m in migrations)
+    for statement in render(MIGRATIONS_DDL, cluster):
+        await store.command(statement)
     done = await applied_versions(store)
     applied: list[str] = []
     for migration in migrations:
@@ -91,7 +99,11 @@ async def migrate(
                     migration.version,
                 )
             continue
-        await store.command(render(migration.sql, cluster))
+        # On a cluster a file may become several statements (a local table and its
+        # Distributed table): each is idempotent, so a half-applied file is finished
+        # by the next run.
+        for statement in render(migration.sql, cluster, tables):
+            await store.command(statement)
         await store.insert(
             "schema_migrations",
             [[migration.version, migration.checksum, int(time.time())]],

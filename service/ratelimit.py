@@ -7,9 +7,37 @@ requests per minute. Memory is bounded: idle keys are forgotten, and past
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+
+
+def client_ip(remote: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then the
+    right-most address in X-Forwarded-For that is not itself a trusted proxy."""
+    peer = remote or ""
+    if not trusted or not forwarded_for or not _within(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class RateLimiter:
@@ -18,8 +46,10 @@ class RateLimiter:
         rate_per_minute: int,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
+        trusted: tuple[Network, ...] = (),
     ) -> None:
         self.rate = rate_per_minute
+        self.trusted = trusted
         self.clock = clock
         self.max_keys = max_keys
         # key -> (window start, count in this window, count in the previous window)

@@ -104,8 +104,10 @@ async def retention_loop(
     settings: Settings,
     guard: DeleteGuard,
     clock: Callable[[], float],
+    on_deleted: Callable[[int], None] | None = None,
 ) -> None:
-    """Run retention now and then every ``retention_interval_seconds``, forever."""
+    """Run retention now and then every ``retention_interval_seconds``, forever;
+    ``on_deleted`` hears how many logs each run dropped."""
     assert settings.retention_days
     while True:
         try:
@@ -118,6 +120,8 @@ async def retention_loop(
             )
             if run.chosen:
                 log.info("retention: %s", "; ".join(run.lines()))
+            if on_deleted is not None and run.report is not None:
+                on_deleted(run.report.total)
         except asyncio.CancelledError:
             raise
         except Exception:

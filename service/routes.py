@@ -27,6 +27,8 @@ def setup_routes(app: web.Application) -> None:
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),
             web.get("/readyz", ops.readyz),
+            web.get("/metrics", ops.metrics),
+            web.get("/api/openapi.json", ops.openapi),
         ]
     )
     # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).

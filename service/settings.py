@@ -34,6 +34,8 @@ class Settings:
     port: int = 8080
     cors_origins: tuple[str, ...] = ("*",)
     token_lookup_rate: int = 60
+    # Proxies (CIDRs) whose X-Forwarded-For names the real client, for the rate limit.
+    trusted_proxies: tuple[str, ...] = ()
     # Limits.
     page_size_default: int = 20
     page_size_max: int = 100

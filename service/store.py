@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from .cluster import CLUSTER_SETTINGS
 from .errors import BadRequest, EngineError, EngineUnavailable
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,39 +107,54 @@ def translated() -> Iterator[None]:
 class Store(ABC):
     """What handlers and jobs use. Values go in ``params``, never into ``sql``."""
 
-    #: set by the migrator when rendering for a cluster; reads/writes use the same names
+    #: the ClickHouse cluster (``GATELOG_CLICKHOUSE_CLUSTER``), None on a single node;
+    #: reads and writes use the same table names either way (see service/cluster.py)
     cluster: str | None = None
+    #: an ad-hoc hook ``(kind, seconds)`` called after each engine call (tests use it)
     observer: Callable[[str, float], None] | None = None
+    #: long-lived hooks of the same shape (each app's metrics), see add_observer
+    _observers: tuple[Callable[[str, float], None], ...] = ()
 
-    @abstractmethod
-    async def query(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
-    ) -> Rows: ...
+    def add_observer(self, fn: Callable[[str, float], None]) -> None:
+        self._observers = (*self._observers, fn)
 
-    @abstractmethod
-    async def command(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
-    ) -> Any: ...
+    def remove_observer(self, fn: Callable[[str, float], None]) -> None:
+        self._observers = tuple(o for o in self._observers if o != fn)
 
-    @abstractmethod
+    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
+        result = await self._call(
+            "query", sql, parameters=dict(params or {}), settings=dict(settings or {})
+        )
+        return Rows(tuple(result.column_names), list(result.result_rows))
+
+    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
+        return await self._call(
+            "command", sql, parameters=dict(params or {}), settings=dict(settings or {})
+        )
+
     async def insert(
         self,
         table: str,
         rows: Sequence[Sequence[Any]],
         columns: Sequence[str],
-        settings: Mapping[str, Any] | None = None,
-    ) -> None: ...
+        settings: Params = None,
+    ) -> None:
+        await self._call(
+            "insert", table, rows, column_names=list(columns), settings=dict(settings or {})
+        )
+
+    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
+        await self._call("insert_arrow", table, table_data, settings=dict(settings or {}))
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` of the backend's clickhouse-connect client, errors translated
+        and the call observed."""
+        kind = "insert" if method.startswith("insert") else method
+        return await self._run(kind, lambda client: getattr(client, method)(*args, **kwargs))
 
     @abstractmethod
-    async def insert_arrow(
-        self, table: str, table_data: Any, settings: Mapping[str, Any] | None = None
-    ) -> None: ...
+    async def _run(self, kind: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(client)`` on the backend (sync client on a thread, or awaited)."""
 
     @abstractmethod
     def stream(
@@ -156,8 +172,11 @@ class Store(ABC):
     async def close(self) -> None: ...
 
     def _observe(self, kind: str, started: float) -> None:
+        seconds = time.perf_counter() - started
         if self.observer is not None:
-            self.observer(kind, time.perf_counter() - started)
+            self.observer(kind, seconds)
+        for fn in self._observers:
+            fn(kind, seconds)
 
 
 class ChdbStore(Store):
@@ -201,38 +220,6 @@ class ChdbStore(Store):
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         finally:
             self._observe(kind, started)
-
-    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
-        def run(client: Any) -> Rows:
-            result = client.query(sql, parameters=dict(params or {}), settings=dict(settings or {}))
-            return Rows(tuple(result.column_names), list(result.result_rows))
-
-        return await self._run("query", run)
-
-    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
-        return await self._run(
-            "command",
-            lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
-        )
-
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        columns: Sequence[str],
-        settings: Params = None,
-    ) -> None:
-        await self._run(
-            "insert",
-            lambda c: c.insert(
-                table, rows, column_names=list(columns), settings=dict(settings or {})
-            ),
-        )
-
-    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
-        await self._run(
-            "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
-        )
 
     async def stream(
         self, sql: str, params: Params = None, settings: Params = None
@@ -303,9 +290,10 @@ class HttpStore(Store):
     comes up while the engine is down and recovers without a restart.
     """
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, cluster: str | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.cluster = cluster
         self._client: Any = None
         self._lock = asyncio.Lock()
 
@@ -333,12 +321,17 @@ class HttpStore(Store):
                             compress="lz4",
                             connect_timeout=min(self.timeout, 5.0),
                             send_receive_timeout=self.timeout,
-                            settings=SESSION_SETTINGS,
+                            settings=self._settings(),
                             autogenerate_session_id=False,
                         ),
                         timeout=self.timeout,
                     )
         return self._client
+
+    def _settings(self) -> dict[str, Any]:
+        if self.cluster is None:
+            return SESSION_SETTINGS
+        return {**SESSION_SETTINGS, **CLUSTER_SETTINGS}
 
     async def _run(self, kind: str, call: Callable[[Any], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -350,40 +343,6 @@ class HttpStore(Store):
             raise translate(exc) from exc
         finally:
             self._observe(kind, started)
-
-    async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
-        async def run(client: Any) -> Rows:
-            result = await client.query(
-                sql, parameters=dict(params or {}), settings=dict(settings or {})
-            )
-            return Rows(tuple(result.column_names), list(result.result_rows))
-
-        return await self._run("query", run)
-
-    async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
-        return await self._run(
-            "command",
-            lambda c: c.command(sql, parameters=dict(params or {}), settings=dict(settings or {})),
-        )
-
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        columns: Sequence[str],
-        settings: Params = None,
-    ) -> None:
-        await self._run(
-            "insert",
-            lambda c: c.insert(
-                table, rows, column_names=list(columns), settings=dict(settings or {})
-            ),
-        )
-
-    async def insert_arrow(self, table: str, table_data: Any, settings: Params = None) -> None:
-        await self._run(
-            "insert", lambda c: c.insert_arrow(table, table_data, settings=dict(settings or {}))
-        )
 
     async def stream(
         self, sql: str, params: Params = None, settings: Params = None
@@ -421,7 +380,16 @@ def _suppress() -> Iterator[None]:
 
 def open_store(settings: Settings) -> Store:
     if settings.clickhouse_url:
-        return HttpStore(settings.clickhouse_url, timeout=settings.engine_timeout_seconds)
+        return HttpStore(
+            settings.clickhouse_url,
+            timeout=settings.engine_timeout_seconds,
+            cluster=settings.clickhouse_cluster,
+        )
+    if settings.clickhouse_cluster:
+        raise SettingsError(
+            "GATELOG_CLICKHOUSE_CLUSTER needs a ClickHouse server: set GATELOG_CLICKHOUSE_URL "
+            "(the embedded engine is a single node)"
+        )
     import os
 
     os.makedirs(settings.data_dir, exist_ok=True)

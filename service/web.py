@@ -3,13 +3,15 @@
 Every response is ``{"success", "message", "data"}``. The middleware turns every
 failure into that envelope with a fitting status; unknown exceptions are logged with
 the request id and answered as a bare 500 that leaks nothing. It also stamps each
-response with ``X-Request-Id`` and writes one JSON log line per request.
+response with ``X-Request-Id``, records the request in the app's metrics and writes one
+structured log line per request (``service.jsonlog`` renders it as one JSON object).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError, EngineError
+from .keys import METRICS
+from .metrics import ENGINE_ERROR, UNMATCHED, error_kind
 
 log = logging.getLogger("gatelog.request")
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -55,12 +59,41 @@ _HTTP_MESSAGES = {
 }
 
 
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
+def request_id_of(request: web.Request) -> str:
+    """The caller's ``X-Request-Id`` when it is a plain token (it goes into logs and
+    headers), else a fresh one."""
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
+
+
+def route_of(request: web.Request) -> str:
+    """The matched route's pattern (``/api/log/``), never the raw path: metric labels
+    and log fields stay bounded whatever paths clients send."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: streamed responses send their headers before the
+    middleware sees them, so the id is stamped here too."""
+    if REQUEST_ID in request:
+        response.headers["X-Request-Id"] = request[REQUEST_ID]
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    """The one error path, and per request: the id, the metrics and one log line."""
+    request_id = request_id_of(request)
     request[REQUEST_ID] = request_id
+    metrics = request.app.get(METRICS)
     started = time.perf_counter()
+    error: str | None = None
     response: web.StreamResponse
+    if metrics is not None:
+        metrics.in_flight.inc()
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -78,22 +111,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except EngineError:
         log.exception("engine rejected a statement (request %s)", request_id)
         response = fail(500, f"internal error (request {request_id})")
+        error = ENGINE_ERROR
     except Exception:
         log.exception("unhandled error (request %s)", request_id)
         response = fail(500, f"internal error (request {request_id})")
-    response.headers["X-Request-Id"] = request_id
+    finally:
+        if metrics is not None:
+            metrics.in_flight.dec()
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
     elapsed = time.perf_counter() - started
     request[ELAPSED] = elapsed
-    log.info(
-        dumps(
-            {
-                "request_id": request_id,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "ms": round(elapsed * 1000, 2),
-                "remote": request.remote,
-            }
-        )
-    )
+    route = route_of(request)
+    if response.status >= 400:
+        error = error or error_kind(response.status)
+    if metrics is not None:
+        metrics.observe_request(route, request.method, response.status, elapsed)
+        if error is not None:
+            metrics.error(error)
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "route": route,
+        "path": request.path,
+        "status": response.status,
+        "ms": round(elapsed * 1000, 2),
+        "remote": request.remote,
+    }
+    if error is not None:
+        fields["error"] = error
+    # The message is the JSON itself (readable under any formatter); ``fields`` lets
+    # service.jsonlog merge them into its one-object line.
+    log.info(dumps(fields), extra={"fields": fields})
     return response

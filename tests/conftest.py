@@ -177,3 +177,12 @@ async def ingest(client: TestClient[Any, Any], rows: list[dict[str, Any]]) -> No
     body = await response.json()
     assert response.status == 200, body
     assert body["data"] == len(rows)
+
+
+@pytest.fixture
+def engine_calls(engine: ChdbStore) -> Iterator[list[str]]:
+    """The kinds of engine calls made during the test (query/command/insert/stream)."""
+    calls: list[str] = []
+    engine.observer = lambda kind, _seconds: calls.append(kind)
+    yield calls
+    engine.observer = None

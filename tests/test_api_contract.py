@@ -171,3 +171,41 @@ async def test_every_response_is_an_envelope_with_a_request_id(client: Any) -> N
         assert response.headers["X-Request-Id"]
     response = await client.get("/no/such/route")
     assert response.status == 404 and (await response.json())["success"] is False
+
+
+async def test_unknown_and_disabled_keys_do_the_same_engine_work(
+    make_client: Any, engine_calls: list[str]
+) -> None:
+    client = await make_client()
+    tokens = [{"id": 5, "key": "disabled-key", "name": "t", "user_id": 7, "status": 2}]
+    await client.post("/api/internal/tokens", json=tokens, headers=WRITER)
+    work = []
+    for key in ("disabled-key", "unknown-key"):
+        engine_calls.clear()
+        assert (await client.get("/api/log/token", params={"key": key})).status == 404
+        work.append(list(engine_calls))
+    assert work[0] == work[1] == ["query"]  # one lookup by hash, nothing after it
+
+
+async def test_bad_input_never_reaches_the_engine(
+    make_client: Any, engine_calls: list[str]
+) -> None:
+    client = await make_client()
+    engine_calls.clear()
+    huge = "x" * 20_000
+    for path, params in (
+        ("/api/log/", {"username": huge}),
+        ("/api/log/search", {"keyword": huge}),
+        ("/api/log/", {"p": "x"}),
+        ("/api/log/token", {"key": huge}),
+    ):
+        response = await client.get(path, params=params, headers=ADMIN)
+        assert response.status == 400
+        assert (await response.json())["success"] is False
+    response = await client.post(
+        "/api/internal/logs",
+        data="[" * 50_000,
+        headers={**WRITER, "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert engine_calls == []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from typing import Any
 
@@ -87,9 +91,19 @@ def test_public_key_verification(kind: str, algorithm: str) -> None:
     token = jwt.encode(claims(), private, algorithm=algorithm)
     assert auth.authenticate("Bearer " + token).user_id == 7
     # The classic confusion attack: HS256 signed with the public key as the secret.
-    forged = jwt.encode(claims(role=100), "not-the-key-" * 4, algorithm="HS256")
     with pytest.raises(Unauthorized):
-        auth.authenticate("Bearer " + forged)
+        auth.authenticate("Bearer " + hs256_by_hand(claims(role=100), public.encode()))
+
+
+def hs256_by_hand(payload: dict[str, Any], key: bytes) -> str:
+    """pyjwt refuses to sign with a PEM key as an HMAC secret; an attacker would not."""
+
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(json.dumps(payload).encode())
+    signature = hmac.new(key, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + b64(signature)).decode()
 
 
 def test_issuer_and_audience_are_checked_when_set() -> None:

@@ -98,3 +98,27 @@ def test_rate_limiter_memory_is_bounded() -> None:
     for i in range(1000):
         limiter.allow(f"ip{i}")
     assert len(limiter._windows) == 100
+
+
+async def test_burst_from_one_client_does_not_starve_others(make_client: Any) -> None:
+    client = await make_client(token_lookup_rate=5, trusted_proxies=("127.0.0.0/8",))
+
+    async def lookup(ip: str) -> int:
+        headers = {"X-Forwarded-For": f"{ip}, 127.0.0.2"}
+        response = await client.get("/api/log/token", params={"key": "k"}, headers=headers)
+        return response.status
+
+    burst = [await lookup("203.0.113.9") for _ in range(30)]
+    assert burst.count(404) == 5 and burst.count(429) == 25
+    others = [await lookup(f"198.51.100.{i}") for i in range(1, 11)]
+    assert others == [404] * 10
+
+
+def test_forwarded_for_is_honoured_only_from_trusted_proxies() -> None:
+    from service.ratelimit import client_ip, parse_networks
+
+    trusted = parse_networks(["10.0.0.0/8"])
+    assert client_ip("10.1.2.3", "1.2.3.4, 10.9.9.9", trusted) == "1.2.3.4"
+    assert client_ip("8.8.8.8", "1.2.3.4", trusted) == "8.8.8.8"  # spoofed header ignored
+    assert client_ip("10.1.2.3", "1.2.3.4", ()) == "10.1.2.3"
+    assert client_ip("10.1.2.3", "garbage, 5.6.7.8", trusted) == "5.6.7.8"

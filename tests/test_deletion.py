@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from service.app import create_app
 from service.deletion import DeleteGuard, batches, partition_day
+from service.keys import METRICS
 from tests import brute_stats
 from tests.conftest import ADMIN, WRITER, log_row, truncate_all, user_headers
 
@@ -190,6 +191,8 @@ async def test_delete_mid_day_mid_minute(store: Any, settings: Any) -> None:
         status, answer = await delete(client, target)
         assert status == 200
         assert answer == {"success": True, "message": "", "data": 2 * 5 + 2 + 1}
+        registry = client.app[METRICS].registry
+        assert registry.get_sample_value("gatelog_deleted_rows_total", {"source": "api"}) == 13
         assert await remaining_ids(store) == {r["id"] for r in rows if r["created_at"] >= target}
         # the two whole days are gone from both tables; the target's day is not
         expected = {partition_day_id(BASE + d * DAY) for d in (2, 3)}
@@ -380,3 +383,43 @@ async def test_guard_waits_for_older_batches_in_flight() -> None:
     release.set()
     await asyncio.gather(writer, deleting)
     assert order == ["batch started", "batch stored", "delete"]
+
+
+# --- cluster mode ----------------------------------------------------------------------------
+
+
+def test_delete_and_retention_in_cluster_mode(tmp_path: Any) -> None:
+    """On chDB configured as a one-shard cluster (its own process): drops and the DELETE
+    address the local tables ON CLUSTER, the count is exact, the rollup read through its
+    Distributed table still equals the raw rows, and retention drops the rest."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support import emulated_cluster_delete as scenario
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.emulated_cluster_delete", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    rows = scenario.rows()
+    kept = [r for r in rows if r["created_at"] >= scenario.TARGET]
+    assert out["deleted"] == len(rows) - len(kept)
+    assert out["left"] == out["rollup"] == [len(kept), sum(r["quota"] for r in kept)]
+    mine = [r for r in rows if r["user_id"] == 2 and r["created_at"] >= scenario.TARGET]
+    assert out["stat"]["requests"] == len(mine)
+    assert out["stat"]["quota"] == sum(r["quota"] for r in mine)
+    drops, correction, delete = out["statements"][:2], out["statements"][2], out["statements"][3]
+    assert drops[0].startswith("ALTER TABLE logs_local ON CLUSTER `gatelog` DROP PARTITION")
+    assert drops[1].startswith("ALTER TABLE logs_minute_local ON CLUSTER `gatelog` DROP")
+    assert "INSERT INTO logs_minute " in correction  # through Distributed: the user's shard
+    assert delete.startswith("DELETE FROM logs_local ON CLUSTER `gatelog` WHERE")
+    day = partition_day_id(scenario.TARGET)
+    assert out["partitions"] == [["logs_local", day], ["logs_minute_local", day]]
+    assert out["retention_dropped"] == [day] and out["after_retention"] == [0, 0]

@@ -241,3 +241,54 @@ def test_token_lookup_equals_brute_force(
                 }  # fmt: skip
 
     run(_with_client(engine, settings, body))
+
+
+HOSTILE_ALPHABET = st.sampled_from(
+    list("aAbB%_\\'\"`;-()*/ \t\n\x00") + ["\u202e", "שלום", "مرحبا", "🚀", "调用", "DROP"]
+)
+hostile_text = st.lists(HOSTILE_ALPHABET, min_size=1, max_size=12).map("".join)
+
+
+@settings(HYPOTHESIS, max_examples=15)
+@given(
+    rows=rows_strategy(),
+    texts=st.lists(hostile_text, min_size=1, max_size=3),
+    uid=st.sampled_from(USERS),
+)
+def test_hostile_text_in_every_filter_and_keyword(
+    engine: Any, settings: Any, rows: Any, texts: Any, uid: int
+) -> None:
+    """SQL fragments, quotes, backslashes, %/_, NUL, RTL and emoji are plain values."""
+    # A hostile row too, so that matches are possible, not only empty answers.
+    hostile_rows = [
+        {**row, "content": row["content"] + texts[i % len(texts)],
+         "token_name": texts[i % len(texts)], "username": texts[-1]}
+        for i, row in enumerate(rows[:5])
+    ] + rows[5:]  # fmt: skip
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        await _ingest(client, hostile_rows)
+        for text in texts:
+            for name in ("username", "token_name", "group", "request_id"):
+                q = {name: text}
+                response = await client.get("/api/log/", params=q, headers=ADMIN)
+                assert response.status == 200, await response.text()
+                data = (await response.json())["data"]
+                expected = [r for r in hostile_rows if brute.matches(r, q, user_id=None)]
+                assert data["total"] == len(expected)
+            response = await client.get("/api/log/search", params={"keyword": text}, headers=ADMIN)
+            assert response.status == 200
+            got = [i["id"] for i in (await response.json())["data"]]
+            expected_rows = brute.newest_first(
+                r for r in hostile_rows if brute.keyword_matches(r, text)
+            )
+            assert got == [r["id"] for r in expected_rows][:100]
+            response = await client.get(
+                "/api/log/self/search", params={"keyword": text}, headers=user_headers(uid)
+            )
+            got = [i["id"] for i in (await response.json())["data"]]
+            assert got == [r["id"] for r in expected_rows if r["user_id"] == uid][:100]
+            response = await client.get("/api/log/token", params={"key": text})
+            assert response.status == (404 if text.strip() else 400)
+
+    run(_with_client(engine, settings, body))

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.app import create_app
 from service.cli import main
 from service.deletion import DeleteGuard
+from service.keys import METRICS
 from service.retention import choose_partitions, cutoff_day, run_retention
 from tests.test_deletion import assert_rollup_exact, partition_days
 
@@ -102,6 +103,15 @@ async def test_app_runs_retention_by_itself(store: Any, settings: Any) -> None:
         while "20260307" in await partition_days(store, "logs"):
             assert time.monotonic() < deadline, "retention did not run"
             await asyncio.sleep(0.05)
+        left = (await store.query("SELECT count() FROM logs")).scalar()
+        registry = app[METRICS].registry
+        deleted = registry.get_sample_value("gatelog_deleted_rows_total", {"source": "retention"})
+        while deleted != 6 * 24 - left:  # the counter is bumped just after the drop
+            assert time.monotonic() < deadline, (deleted, left)
+            await asyncio.sleep(0.05)
+            deleted = registry.get_sample_value(
+                "gatelog_deleted_rows_total", {"source": "retention"}
+            )
     assert min(await partition_days(store, "logs")) == "20260308"
     await assert_rollup_exact(store)
 

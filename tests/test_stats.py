@@ -346,7 +346,7 @@ async def with_clock_async(store: Any, app_settings: Any, now: float, body: Any)
 @pytest.mark.parametrize(
     ("path", "query", "named"),
     [
-        ("/api/log/series", {"interval": "hour"}, "'start_timestamp'"),
+        ("/api/log/series", {"start_timestamp": "9", "end_timestamp": "3"}, "'start_timestamp'"),
         ("/api/log/series", {"start_timestamp": "100", "interval": "week"}, "'interval'"),
         ("/api/log/series", {"start_timestamp": "100", "group_by": "ip"}, "'group_by'"),
         ("/api/log/self/series", {"start_timestamp": "100", "group_by": "channel"}, "'group_by'"),
@@ -406,3 +406,25 @@ async def test_stat_and_series_need_credentials(client: Any) -> None:
         assert (await client.get(path, headers=user_headers(3))).status == 403
     for path in ("/api/log/self/stat", "/api/log/self/series?start_timestamp=1"):
         assert (await client.get(path)).status == 401
+
+
+async def test_series_defaults_to_the_last_day_in_hours(settings: Any, store: Any) -> None:
+    now = BASE + 0.5
+    rows = [log_row(created_at=BASE - 86400 + 1, quota=2), log_row(created_at=BASE - 86401)]
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        await post_rows(client, rows)
+        data = await get_data(client, "/api/log/series", {}, ADMIN)
+        assert (data["interval"], data["start_timestamp"], data["end_timestamp"]) == (
+            "hour",
+            BASE - 86400,
+            BASE,
+        )
+        assert len(data["buckets"]) == 25 and data["group_by"] is None
+        assert sum(b["requests"] for b in data["buckets"]) == 1
+        # a start after now, without an end: the series of that one instant
+        later = {"start_timestamp": BASE + 7200, "interval": "minute"}
+        data = await get_data(client, "/api/log/self/series", later, user_headers(7))
+        assert data["end_timestamp"] == BASE + 7200 and len(data["buckets"]) == 1
+
+    await with_clock_async(store, settings, now, body)

@@ -9,7 +9,7 @@ from aiohttp import web
 from ..auth import ROLE_ADMIN
 from ..deletion import delete_before
 from ..errors import BadRequest
-from ..keys import CLOCK, DELETE_GUARD, SETTINGS, STORE
+from ..keys import CLOCK, DELETE_GUARD, METRICS, SETTINGS, STORE
 from ..params import MAX_TIMESTAMP
 from ..web import ok
 from . import principal
@@ -42,4 +42,5 @@ async def delete_history(request: web.Request) -> web.Response:
             settings.delete_partitions_per_statement,
         )
     )
+    request.app[METRICS].rows_deleted(result.deleted)
     return ok(result.deleted)

@@ -17,7 +17,7 @@ from ..ingest import (
     store_tokens,
     validate,
 )
-from ..keys import AUTH, DELETE_GUARD, IDS, SETTINGS, STORE
+from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
 from ..web import ok
 from .logs import hash_key
 
@@ -42,6 +42,7 @@ async def ingest_logs(request: web.Request) -> web.Response:
     oldest = min(row[LOG_COLUMNS.index("created_at")] for row in rows)
     async with request.app[DELETE_GUARD].admit(oldest):
         stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
+    request.app[METRICS].rows_ingested("logs", stored)
     return ok(stored)
 
 
@@ -51,4 +52,6 @@ async def ingest_tokens(request: web.Request) -> web.Response:
     rows = validate(
         parse_body(body, request.content_type), TOKEN_FIELDS, request.app[SETTINGS].max_batch_rows
     )
-    return ok(await store_tokens(request.app[STORE], rows, hash_key))
+    stored = await store_tokens(request.app[STORE], rows, hash_key)
+    request.app[METRICS].rows_ingested("tokens", stored)
+    return ok(stored)

@@ -11,6 +11,7 @@ from ..errors import InvalidParameter, NotFound, RateLimited
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
 from ..logs import ADMIN_FIELDS, USER_FIELDS, find_token, list_page, search, token_logs
 from ..params import get_page, get_str, parse_filter
+from ..ratelimit import client_ip
 from ..web import ok
 from . import principal
 
@@ -71,7 +72,9 @@ def hash_key(key: str) -> str:
 async def by_token(request: web.Request) -> web.Response:
     """Public: the logs of the token whose key is given. Unknown and disabled keys get
     the same 404 after the same single lookup, so timing does not tell them apart."""
-    allowed, retry = request.app[TOKEN_LIMITER].allow(request.remote or "")
+    limiter = request.app[TOKEN_LIMITER]
+    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), limiter.trusted)
+    allowed, retry = limiter.allow(ip)
     if not allowed:
         error = RateLimited("too many token lookups from this address; retry later")
         error.headers = {"Retry-After": str(int(retry))}  # type: ignore[attr-defined]

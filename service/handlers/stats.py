@@ -13,6 +13,8 @@ from ..web import ok
 from . import principal
 
 DEFAULT_INTERVAL = "hour"
+#: a series without start_timestamp covers the day before its end
+DEFAULT_SPAN = 86400
 
 
 async def stat_all(request: web.Request) -> web.Response:
@@ -30,11 +32,10 @@ async def stat_self(request: web.Request) -> web.Response:
 
 def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:
     settings = request.app[SETTINGS]
-    if flt.start is None:
-        raise InvalidParameter("start_timestamp", "is required for a series (Unix seconds)")
-    end = flt.end if flt.end is not None else int(request.app[CLOCK]())
-    if flt.start > end:
-        raise InvalidParameter("start_timestamp", "must not be after end_timestamp (or now)")
+    end = flt.end
+    if end is None:  # now, or the start if a later one is asked for
+        end = max(int(request.app[CLOCK]()), flt.start or 0)
+    start = flt.start if flt.start is not None else max(0, end - DEFAULT_SPAN)
     interval = get_str(request.query, "interval", settings) or DEFAULT_INTERVAL
     if interval not in INTERVALS:
         raise InvalidParameter("interval", f"must be one of {', '.join(INTERVALS)}")
@@ -42,8 +43,8 @@ def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> Series
     group_by = get_str(request.query, "group_by", settings)
     if group_by is not None and group_by not in keys:
         raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
-    flt.end = end
-    return SeriesRequest(flt.start, end, interval, group_by)
+    flt.start, flt.end = start, end
+    return SeriesRequest(start, end, interval, group_by)
 
 
 async def series_all(request: web.Request) -> web.Response:

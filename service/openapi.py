@@ -1,0 +1,630 @@
+"""The OpenAPI 3.1 document of the service, served at ``/api/openapi.json``.
+
+Built from the same constants the handlers use (field lists, log types, limits from
+:class:`~service.settings.Settings`), so the bounds it states are the ones enforced.
+The route table (``service.routes``) decides which routes exist; a test compares the
+two, and validates the document and real responses against it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from . import __version__, logs
+from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
+from .params import LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP
+from .settings import Settings
+
+Schema = dict[str, Any]
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+
+INT: Schema = {"type": "integer"}
+STR: Schema = {"type": "string"}
+# Types of the log fields as the API returns them (created_at in Unix seconds).
+_ITEM_TYPES: dict[str, Schema] = {
+    "id": INT, "user_id": INT, "created_at": INT, "type": INT, "content": STR,
+    "username": STR, "token_name": STR, "model_name": STR, "quota": INT,
+    "prompt_tokens": INT, "completion_tokens": INT, "use_time": INT,
+    "is_stream": {"type": "boolean"}, "channel_id": INT, "channel_name": STR,
+    "token_id": INT, "group": STR, "ip": STR, "request_id": STR,
+    "other": {"type": "string", "description": "JSON text (pricing ratios, timings, ...)"},
+}  # fmt: skip
+STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
+SERIES_FIELDS = ("requests", "quota", "prompt_tokens", "completion_tokens")
+INTERVALS = ("minute", "hour", "day")
+GROUP_BY_USER = ("model_name", "token_name", "group")
+GROUP_BY_ADMIN = (*GROUP_BY_USER, "username", "channel")
+EXPORT_FORMATS = ("csv", "ndjson")
+
+
+def ref(kind: str, name: str) -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _item(fields: tuple[str, ...], description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {name: _ITEM_TYPES[name] for name in fields},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
+
+
+def _ingest_field(field: Field) -> Schema:
+    if field.kind == "int":
+        schema: Schema = {"type": "integer", "minimum": field.minimum, "maximum": field.maximum}
+    elif field.kind == "bool":
+        schema = {"type": "boolean"}
+    elif field.kind == "json":
+        schema = {
+            "oneOf": [
+                {"type": "string", "maxLength": field.max_len},
+                {"type": "object"},
+                {"type": "array"},
+            ],
+            "description": "JSON text, or a JSON object/array (stored as its text)",
+        }
+    else:
+        schema = {"type": "string", "maxLength": field.max_len}
+    if field.required:
+        return schema
+    # An absent or null optional field takes its default.
+    if "type" in schema:
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"oneOf": [*schema["oneOf"], {"type": "null"}], "description": schema["description"]}
+
+
+def _ingest_row(fields: tuple[Field, ...], description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description + " Unknown fields are ignored.",
+        "properties": {f.name: _ingest_field(f) for f in fields},
+        "required": [f.name for f in fields if f.required],
+    }
+
+
+def _parameters(settings: Settings) -> dict[str, Schema]:
+    text = {"type": "string", "maxLength": settings.max_text_param}
+
+    def query(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
+        return {
+            "name": name,
+            "in": "query",
+            "required": required,
+            "description": description,
+            "schema": schema,
+        }
+
+    def page_size(default: int, maximum: int) -> Schema:
+        return query(
+            "page_size",
+            {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+            "items per page",
+        )
+
+    types = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
+    timestamp = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP}
+    return {
+        "p": query(
+            "p",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            "page, from 1",
+        ),
+        "page_size": page_size(settings.page_size_default, settings.page_size_max),
+        "search_page_size": page_size(settings.search_limit_default, settings.token_page_size_max),
+        "token_page_size": page_size(
+            settings.token_page_size_default, settings.token_page_size_max
+        ),
+        "type": query(
+            "type",
+            {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0},
+            f"log type as the gateway numbers them: 0 all, {types}",
+        ),
+        "start_timestamp": query(
+            "start_timestamp",
+            timestamp,
+            "from this Unix second, inclusive (0: unbounded); not after end_timestamp",
+        ),
+        "end_timestamp": query(
+            "end_timestamp", timestamp, "up to this Unix second, inclusive (0: unbounded)"
+        ),
+        "stat_type": query(
+            "type",
+            {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0},
+            f"which logs count: 0 or missing counts 2 (consume), as the gateway's stat "
+            f"does; any other type counts that type ({types})",
+        ),
+        "series_start": query(
+            "start_timestamp",
+            timestamp,
+            "first second, inclusive (0 or missing: 24 hours before the end)",
+        ),
+        "series_end": query(
+            "end_timestamp",
+            timestamp,
+            "last second, inclusive (0 or missing: now, or the start if that is later)",
+        ),
+        "username": query("username", text, "exact user name (admin only)"),
+        "token_name": query("token_name", text, "exact token name"),
+        "model_name": query(
+            "model_name", text, "exact model name; a value containing % is a LIKE pattern"
+        ),
+        "channel": query(
+            "channel",
+            {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+            "channel id, 0: all (admin only)",
+        ),
+        "group": query("group", text, "exact group"),
+        "request_id": query("request_id", text, "exact request id"),
+        "keyword": query(
+            "keyword",
+            text,
+            "a log type (number or name, e.g. 2 or consume) matches that type; any other "
+            "text matches content or model name, case-insensitively",
+        ),
+        "key": query(
+            "key",
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": settings.max_text_param,
+                "pattern": "\\S",
+            },
+            "the token's secret key, with or without sk-",
+            required=True,
+        ),  # fmt: skip
+        "target_timestamp": query(
+            "target_timestamp",
+            {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
+            "delete every log created before this Unix second",
+            required=True,
+        ),
+        "interval": query(
+            "interval",
+            {"type": "string", "enum": list(INTERVALS), "default": "hour"},
+            "bucket width; buckets are aligned to UTC",
+        ),
+        "group_by_user": query(
+            "group_by", {"type": "string", "enum": list(GROUP_BY_USER)}, "one series per value"
+        ),
+        "group_by_admin": query(
+            "group_by", {"type": "string", "enum": list(GROUP_BY_ADMIN)}, "one series per value"
+        ),
+        "format": query(
+            "format",
+            {"type": "string", "enum": list(EXPORT_FORMATS), "default": "csv"},
+            "csv (text/csv) or ndjson (application/x-ndjson)",
+        ),
+    }
+
+
+def _schemas(settings: Settings) -> dict[str, Schema]:
+    counts = {name: INT for name in STAT_FIELDS}
+    return {
+        "Envelope": {
+            "type": "object",
+            "description": "Every JSON answer, errors included.",
+            "properties": {
+                "success": {"type": "boolean"},
+                "message": {"type": "string", "description": "empty on success"},
+                "data": {"description": "the answer; null on failure"},
+            },
+            "required": ["success", "message", "data"],
+            "additionalProperties": False,
+        },
+        "Error": {
+            "allOf": [
+                ref("schemas", "Envelope"),
+                {
+                    "properties": {
+                        "success": {"const": False},
+                        "message": {"type": "string", "minLength": 1},
+                        "data": {"type": "null"},
+                    }
+                },
+            ]
+        },
+        "AdminLogItem": _item(logs.ADMIN_FIELDS, "A log as administrators see it."),
+        "UserLogItem": _item(
+            logs.USER_FIELDS,
+            "A log as its user sees it: no channel, and `other` without admin-only keys.",
+        ),
+        "TokenLogItem": _item(logs.TOKEN_FIELDS, "A log as the public token lookup shows it."),
+        "AdminLogPage": _page("AdminLogItem"),
+        "UserLogPage": _page("UserLogItem"),
+        "Stat": {
+            "type": "object",
+            "description": "quota, requests and tokens over the range and filters (consume "
+            "logs unless `type` names another); rpm (logs) and tpm (prompt + completion "
+            "tokens) of the last 60 seconds, same filters, the range ignored. Exact.",
+            "properties": counts,
+            "required": list(STAT_FIELDS),
+            "additionalProperties": False,
+        },
+        "SeriesBucket": {
+            "type": "object",
+            "properties": {
+                "timestamp": {"type": "integer", "description": "bucket start, Unix seconds"},
+                **{name: INT for name in SERIES_FIELDS},
+            },
+            "required": ["timestamp", *SERIES_FIELDS],
+            "additionalProperties": False,
+        },
+        "SeriesGroup": {
+            "type": "object",
+            "description": "one group_by value: its totals and its buckets",
+            "properties": {
+                "key": {"type": ["string", "integer"], "description": "the group_by value"},
+                **{name: INT for name in SERIES_FIELDS},
+                "buckets": {"type": "array", "items": ref("schemas", "SeriesBucket")},
+            },
+            "required": ["key", *SERIES_FIELDS, "buckets"],
+            "additionalProperties": False,
+        },
+        "Series": {
+            "type": "object",
+            "description": "zero-filled buckets from the one holding start_timestamp to the "
+            "one holding end_timestamp (edge buckets count only the part in range); with "
+            "group_by, also one series per value, largest first",
+            "properties": {
+                "interval": {"type": "string", "enum": list(INTERVALS)},
+                "start_timestamp": INT,
+                "end_timestamp": INT,
+                "group_by": {"type": ["string", "null"]},
+                "buckets": {"type": "array", "items": ref("schemas", "SeriesBucket")},
+                "series": {"type": "array", "items": ref("schemas", "SeriesGroup")},
+            },
+            "required": ["interval", "start_timestamp", "end_timestamp", "group_by", "buckets"],
+            "additionalProperties": False,
+        },
+        "IngestLog": _ingest_row(LOG_FIELDS, "A log to store; `id` is assigned when absent."),
+        "IngestToken": _ingest_row(
+            TOKEN_FIELDS, "A gateway token, upserted by id; the key is stored only as a hash."
+        ),
+        "LogBatch": {
+            "type": "array",
+            "items": ref("schemas", "IngestLog"),
+            "minItems": 1,
+            "maxItems": settings.max_batch_rows,
+        },
+        "TokenBatch": {
+            "type": "array",
+            "items": ref("schemas", "IngestToken"),
+            "minItems": 1,
+            "maxItems": settings.max_batch_rows,
+        },
+    }
+
+
+def _page(item: str) -> Schema:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": ref("schemas", item)},
+            "total": {"type": "integer", "minimum": 0, "description": "matching logs"},
+            "page": {"type": "integer", "minimum": 1},
+            "page_size": {"type": "integer", "minimum": 1},
+        },
+        "required": ["items", "total", "page", "page_size"],
+        "additionalProperties": False,
+    }
+
+
+_ERRORS = {
+    "400": ("BadRequest", "a parameter or the body is invalid; the message names it"),
+    "401": ("Unauthorized", "missing or invalid bearer token"),
+    "403": ("Forbidden", "the token's role or scope does not allow this"),
+    "404": ("NotFound", "no such object"),
+    "413": ("PayloadTooLarge", "the body is larger than the limit"),
+    "429": ("RateLimited", "too many requests from this client; see Retry-After"),
+    "500": ("Internal", "an internal error; the message carries the request id"),
+    "503": ("Unavailable", "the log engine is unreachable or overloaded; retry later"),
+}
+
+
+def _responses() -> dict[str, Schema]:
+    out: dict[str, Schema] = {}
+    for status, (name, description) in _ERRORS.items():
+        headers: Schema = {"X-Request-Id": ref("headers", "X-Request-Id")}
+        if status == "429":
+            headers["Retry-After"] = {
+                "description": "seconds until a request will be allowed",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        out[name] = {
+            "description": description,
+            "headers": headers,
+            "content": {JSON: {"schema": ref("schemas", "Error")}},
+        }
+    return out
+
+
+def _ok(data: Schema, description: str) -> Schema:
+    return {
+        "description": description,
+        "headers": {"X-Request-Id": ref("headers", "X-Request-Id")},
+        "content": {
+            JSON: {
+                "schema": {
+                    "allOf": [
+                        ref("schemas", "Envelope"),
+                        {"properties": {"success": {"const": True}, "data": data}},
+                    ]
+                }
+            }
+        },
+    }
+
+
+def _operation(
+    op_id: str,
+    summary: str,
+    tag: str,
+    params: list[str],
+    ok: Schema,
+    errors: tuple[str, ...],
+    auth: bool = True,
+    body: Schema | None = None,
+    description: str = "",
+) -> Schema:
+    operation: Schema = {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": [tag],
+        "parameters": [ref("parameters", name) for name in params],
+        "responses": {
+            "200": ok,
+            **{status: ref("responses", _ERRORS[status][0]) for status in (*errors, "500")},
+        },
+        "security": [{"bearerAuth": []}] if auth else [],
+    }
+    if description:
+        operation["description"] = description
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+USER_FILTERS = ["type", "start_timestamp", "end_timestamp", "token_name", "model_name"]
+USER_FILTERS += ["group", "request_id"]
+ADMIN_FILTERS = [*USER_FILTERS, "username", "channel"]
+_DIMENSIONS = ["token_name", "model_name", "group", "request_id"]
+USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
+ADMIN_STAT = [*USER_STAT, "username", "channel"]
+USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]
+USER_SERIES += _DIMENSIONS
+ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
+ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
+READ_ERRORS = ("400", "401", "403", "503")
+
+
+def _paths() -> dict[str, dict[str, Schema]]:
+    admin_page = ref("schemas", "AdminLogPage")
+    user_page = ref("schemas", "UserLogPage")
+    admin_items = {"type": "array", "items": ref("schemas", "AdminLogItem")}
+    user_items = {"type": "array", "items": ref("schemas", "UserLogItem")}
+    series = ref("schemas", "Series")
+
+    def export(op_id: str, summary: str, filters: list[str]) -> Schema:
+        operation = _operation(op_id, summary, "logs", ["format", *filters], {}, READ_ERRORS)
+        operation["responses"]["200"] = {
+            "description": "every matching log, newest first, streamed",
+            "headers": {
+                "X-Request-Id": ref("headers", "X-Request-Id"),
+                "Content-Disposition": {
+                    "description": 'attachment; filename="logs-<now>.csv" (or .ndjson)',
+                    "required": True,
+                    "schema": STR,
+                },
+            },
+            "content": {
+                "text/csv": {
+                    "schema": {
+                        **STR,
+                        "description": "a header row, a row per log, and a last line "
+                        "#totals,rows=N,quota=Q,prompt_tokens=P,completion_tokens=C",
+                    }
+                },
+                NDJSON: {
+                    "schema": {
+                        **STR,
+                        "description": 'an object per log, and a last line {"totals": '
+                        '{"rows": N, "quota": Q, "prompt_tokens": P, "completion_tokens": C}}',
+                    }
+                },
+            },
+        }
+        return operation
+
+    def ingest(op_id: str, summary: str, batch: str, rows: str) -> Schema:
+        body = {
+            "required": True,
+            "description": "a JSON array, or NDJSON (one object per line); validated whole",
+            "content": {JSON: {"schema": ref("schemas", batch)}, NDJSON: {"schema": STR}},
+        }
+        return _operation(
+            op_id,
+            summary,
+            "ingest",
+            [],
+            _ok({"type": "integer", "minimum": 1}, f"the number of {rows} stored"),
+            ("400", "401", "403", "413", "503"),
+            body=body,
+            description="Needs a bearer token with the `logs:write` scope. A batch retried "
+            "with the same body is stored once.",
+        )
+
+    probe = {"type": "string"}
+    return {
+        "/api/log/": {
+            "get": _operation(
+                "listLogs", "All logs, newest first, one page (admin)", "logs",
+                ["p", "page_size", *ADMIN_FILTERS], _ok(admin_page, "one page and the total"),
+                READ_ERRORS,
+            ),
+            "delete": _operation(
+                "deleteLogs", "Delete every log before a time (admin)", "logs",
+                ["target_timestamp"], _ok({"type": "integer", "minimum": 0}, "logs deleted"),
+                READ_ERRORS,
+            ),
+        },
+        "/api/log/self": {
+            "get": _operation(
+                "listMyLogs", "My logs, newest first, one page", "logs",
+                ["p", "page_size", *USER_FILTERS], _ok(user_page, "one page and the total"),
+                READ_ERRORS,
+            )
+        },
+        "/api/log/search": {
+            "get": _operation(
+                "searchLogs", "Search all logs (admin)", "logs",
+                ["keyword", "p", "search_page_size", *ADMIN_FILTERS],
+                _ok(admin_items, "matching logs, newest first"), READ_ERRORS,
+            )
+        },
+        "/api/log/self/search": {
+            "get": _operation(
+                "searchMyLogs", "Search my logs", "logs",
+                ["keyword", "p", "search_page_size", *USER_FILTERS],
+                _ok(user_items, "matching logs, newest first"), READ_ERRORS,
+            )
+        },
+        "/api/log/token": {
+            "get": _operation(
+                "tokenLogs", "The logs of the token whose key is given (public, CORS)", "logs",
+                ["key", "p", "token_page_size"],
+                _ok({"type": "array", "items": ref("schemas", "TokenLogItem")},
+                    "the token's logs, newest first"),
+                ("400", "404", "429", "503"), auth=False,
+                description="Unknown and disabled keys both answer 404. Rate-limited per "
+                "client address.",
+            )
+        },
+        "/api/log/stat": {
+            "get": _operation(
+                "logStat", "Quota, requests and tokens, with RPM/TPM (admin)", "stats",
+                ADMIN_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+            )
+        },
+        "/api/log/self/stat": {
+            "get": _operation(
+                "myLogStat", "My quota, requests and tokens, with RPM/TPM", "stats",
+                USER_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+            )
+        },
+        "/api/log/series": {
+            "get": _operation(
+                "logSeries", "Usage over time in buckets (admin)", "stats", ADMIN_SERIES,
+                _ok(series, "buckets in time order"), READ_ERRORS,
+            )
+        },
+        "/api/log/self/series": {
+            "get": _operation(
+                "myLogSeries", "My usage over time in buckets", "stats", USER_SERIES,
+                _ok(series, "buckets in time order"), READ_ERRORS,
+            )
+        },
+        "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},
+        "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", USER_FILTERS)},
+        "/api/internal/logs": {
+            "post": ingest("ingestLogs", "Store a batch of logs", "LogBatch", "logs")
+        },
+        "/api/internal/tokens": {
+            "post": ingest("ingestTokens", "Upsert gateway tokens", "TokenBatch", "tokens")
+        },
+        "/healthz": {
+            "get": _operation(
+                "healthz", "Liveness: the process answers", "operations", [],
+                _ok({**probe, "const": "ok"}, "alive"), (), auth=False,
+            )
+        },
+        "/readyz": {
+            "get": _operation(
+                "readyz", "Readiness: the engine answers and the schema is applied",
+                "operations", [], _ok({**probe, "const": "ready"}, "ready"), ("503",),
+                auth=False,
+            )
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the Prometheus text format (OpenMetrics if asked)",
+                        "headers": {"X-Request-Id": ref("headers", "X-Request-Id")},
+                        "content": {"text/plain": {"schema": STR}},
+                    }
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI 3.1 document",
+                        "headers": {"X-Request-Id": ref("headers", "X-Request-Id")},
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }  # fmt: skip
+
+
+@lru_cache(maxsize=16)
+def document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document for a service running with ``settings`` (its limits)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gatelog",
+            "version": __version__,
+            "summary": "The log API of an LLM API gateway (new-api / one-api), on ClickHouse",
+            "description": (
+                "Every JSON answer is the envelope `{success, message, data}`, errors "
+                "included, with a fitting HTTP status. Users see only their own logs; "
+                "`/api/log/self*` never shows channels or admin-only details."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "logs", "description": "list, search, token lookup, export, delete"},
+            {"name": "stats", "description": "statistics and series"},
+            {"name": "ingest", "description": "how the gateway sends logs and tokens"},
+            {"name": "operations", "description": "probes, metrics, this document"},
+        ],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "claims: sub (user id), username, role (1 user, 10 admin, "
+                    "100 root), exp; scope `logs:write` for ingest",
+                }
+            },
+            "headers": {
+                "X-Request-Id": {
+                    "description": "the request's id (the caller's, if it sent a plain one), "
+                    "also in the service's log line",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                }
+            },
+            "parameters": _parameters(settings),
+            "schemas": _schemas(settings),
+            "responses": _responses(),
+        },
+    }
