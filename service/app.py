@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from .auth import Authenticator
+from .deletion import DeleteGuard
 from .errors import EngineUnavailable
 from .ingest import IdGenerator
-from .keys import AUTH, IDS, METRICS, SETTINGS, STORE, TOKEN_LIMITER
+from .keys import AUTH, CLOCK, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE, TOKEN_LIMITER
 from .metrics import Metrics
 from .migrate import migrate
 from .ratelimit import RateLimiter, parse_networks
+from .retention import retention_loop
 from .routes import setup_routes
 from .settings import Settings
 from .store import Store, open_store
@@ -24,8 +27,14 @@ from .web import error_middleware, stamp_request_id
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, store: Store | None = None) -> web.Application:
-    """``store`` lets tests hand in an engine they opened; else one is opened on start."""
+def create_app(
+    settings: Settings,
+    store: Store | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """``store`` lets tests hand in an engine they opened; else one is opened on start.
+    ``clock`` (Unix seconds, default the wall clock) is what "now" means to stats,
+    history deletes and retention; tests hand in a fixed one."""
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=settings.max_body_bytes,
@@ -39,12 +48,33 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         settings.token_lookup_rate, trusted=parse_networks(settings.trusted_proxies)
     )
     app[IDS] = IdGenerator(settings.node_id)
+    app[CLOCK] = clock or time.time
+    app[DELETE_GUARD] = DeleteGuard()
     app[METRICS] = Metrics()
     app.on_response_prepare.append(stamp_request_id)
     app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_engine(store))
+    if settings.retention_days:
+        app.cleanup_ctx.append(_retention)
     setup_routes(app)
     return app
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Drops days older than the retention now and then every interval (background)."""
+    metrics = app[METRICS]
+    task = asyncio.create_task(
+        retention_loop(
+            app[STORE],
+            app[SETTINGS],
+            app[DELETE_GUARD],
+            app[CLOCK],
+            lambda rows: metrics.rows_deleted(rows, source="retention"),
+        )
+    )
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _draining(app: web.Application) -> None:

@@ -78,7 +78,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None]]] = {}
 
 
-def command(name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]):  # type: ignore[no-untyped-def]
+def command(
+    name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]
+) -> Callable[[Command], Command]:
     def register(fn: Command) -> Command:
         COMMANDS[name] = (help_text, fn, configure)
         return fn

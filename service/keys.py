@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from .auth import Authenticator
+from .deletion import DeleteGuard
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
@@ -16,4 +19,8 @@ AUTH = web.AppKey("auth", Authenticator)
 TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
 IDS = web.AppKey("ids", object)
 READY = web.AppKey("ready", dict)
+#: the wall clock (Unix seconds); tests hand in a fixed one through create_app(clock=...)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+#: orders history deletes and retention against the ingest of older logs
+DELETE_GUARD = web.AppKey("delete_guard", DeleteGuard)
 METRICS = web.AppKey("metrics", Metrics)

@@ -135,6 +135,22 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "end_timestamp": query(
             "end_timestamp", timestamp, "up to this Unix second, inclusive (0: unbounded)"
         ),
+        "stat_type": query(
+            "type",
+            {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0},
+            f"which logs count: 0 or missing counts 2 (consume), as the gateway's stat "
+            f"does; any other type counts that type ({types})",
+        ),
+        "series_start": query(
+            "start_timestamp",
+            timestamp,
+            "first second, inclusive (0 or missing: 24 hours before the end)",
+        ),
+        "series_end": query(
+            "end_timestamp",
+            timestamp,
+            "last second, inclusive (0 or missing: now, or the start if that is later)",
+        ),
         "username": query("username", text, "exact user name (admin only)"),
         "token_name": query("token_name", text, "exact token name"),
         "model_name": query(
@@ -173,7 +189,11 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
             "delete every log created before this Unix second",
             required=True,
         ),
-        "interval": query("interval", {"type": "string", "enum": list(INTERVALS)}, "bucket width"),
+        "interval": query(
+            "interval",
+            {"type": "string", "enum": list(INTERVALS), "default": "hour"},
+            "bucket width; buckets are aligned to UTC",
+        ),
         "group_by_user": query(
             "group_by", {"type": "string", "enum": list(GROUP_BY_USER)}, "one series per value"
         ),
@@ -224,22 +244,48 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
         "UserLogPage": _page("UserLogItem"),
         "Stat": {
             "type": "object",
-            "description": "quota, requests and tokens over the range and filters (type-2 "
-            "consume logs); rpm and tpm over the last 60 seconds, same filters",
+            "description": "quota, requests and tokens over the range and filters (consume "
+            "logs unless `type` names another); rpm (logs) and tpm (prompt + completion "
+            "tokens) of the last 60 seconds, same filters, the range ignored. Exact.",
             "properties": counts,
             "required": list(STAT_FIELDS),
+            "additionalProperties": False,
         },
         "SeriesBucket": {
             "type": "object",
             "properties": {
-                "ts": {"type": "integer", "description": "bucket start, Unix seconds"},
-                "key": {
-                    "type": ["string", "integer"],
-                    "description": "the group_by value (absent without group_by)",
-                },
+                "timestamp": {"type": "integer", "description": "bucket start, Unix seconds"},
                 **{name: INT for name in SERIES_FIELDS},
             },
-            "required": ["ts", *SERIES_FIELDS],
+            "required": ["timestamp", *SERIES_FIELDS],
+            "additionalProperties": False,
+        },
+        "SeriesGroup": {
+            "type": "object",
+            "description": "one group_by value: its totals and its buckets",
+            "properties": {
+                "key": {"type": ["string", "integer"], "description": "the group_by value"},
+                **{name: INT for name in SERIES_FIELDS},
+                "buckets": {"type": "array", "items": ref("schemas", "SeriesBucket")},
+            },
+            "required": ["key", *SERIES_FIELDS, "buckets"],
+            "additionalProperties": False,
+        },
+        "Series": {
+            "type": "object",
+            "description": "zero-filled buckets from the one holding start_timestamp to the "
+            "one holding end_timestamp (edge buckets count only the part in range); with "
+            "group_by, also one series per value, largest first",
+            "properties": {
+                "interval": {"type": "string", "enum": list(INTERVALS)},
+                "start_timestamp": INT,
+                "end_timestamp": INT,
+                "group_by": {"type": ["string", "null"]},
+                "buckets": {"type": "array", "items": ref("schemas", "SeriesBucket")},
+                "series": {"type": "array", "items": ref("schemas", "SeriesGroup")},
+            },
+            "required": ["interval", "start_timestamp", "end_timestamp", "group_by", "buckets"],
+            "additionalProperties": False,
         },
         "IngestLog": _ingest_row(LOG_FIELDS, "A log to store; `id` is assigned when absent."),
         "IngestToken": _ingest_row(
@@ -353,6 +399,13 @@ def _operation(
 USER_FILTERS = ["type", "start_timestamp", "end_timestamp", "token_name", "model_name"]
 USER_FILTERS += ["group", "request_id"]
 ADMIN_FILTERS = [*USER_FILTERS, "username", "channel"]
+_DIMENSIONS = ["token_name", "model_name", "group", "request_id"]
+USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
+ADMIN_STAT = [*USER_STAT, "username", "channel"]
+USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]
+USER_SERIES += _DIMENSIONS
+ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
+ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
 READ_ERRORS = ("400", "401", "403", "503")
 
 
@@ -361,14 +414,36 @@ def _paths() -> dict[str, dict[str, Schema]]:
     user_page = ref("schemas", "UserLogPage")
     admin_items = {"type": "array", "items": ref("schemas", "AdminLogItem")}
     user_items = {"type": "array", "items": ref("schemas", "UserLogItem")}
-    series = {"type": "array", "items": ref("schemas", "SeriesBucket")}
+    series = ref("schemas", "Series")
 
     def export(op_id: str, summary: str, filters: list[str]) -> Schema:
         operation = _operation(op_id, summary, "logs", ["format", *filters], {}, READ_ERRORS)
         operation["responses"]["200"] = {
             "description": "every matching log, newest first, streamed",
-            "headers": {"X-Request-Id": ref("headers", "X-Request-Id")},
-            "content": {"text/csv": {"schema": STR}, NDJSON: {"schema": STR}},
+            "headers": {
+                "X-Request-Id": ref("headers", "X-Request-Id"),
+                "Content-Disposition": {
+                    "description": 'attachment; filename="logs-<now>.csv" (or .ndjson)',
+                    "required": True,
+                    "schema": STR,
+                },
+            },
+            "content": {
+                "text/csv": {
+                    "schema": {
+                        **STR,
+                        "description": "a header row, a row per log, and a last line "
+                        "#totals,rows=N,quota=Q,prompt_tokens=P,completion_tokens=C",
+                    }
+                },
+                NDJSON: {
+                    "schema": {
+                        **STR,
+                        "description": 'an object per log, and a last line {"totals": '
+                        '{"rows": N, "quota": Q, "prompt_tokens": P, "completion_tokens": C}}',
+                    }
+                },
+            },
         }
         return operation
 
@@ -443,26 +518,24 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/stat": {
             "get": _operation(
                 "logStat", "Quota, requests and tokens, with RPM/TPM (admin)", "stats",
-                ADMIN_FILTERS, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+                ADMIN_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
             )
         },
         "/api/log/self/stat": {
             "get": _operation(
                 "myLogStat", "My quota, requests and tokens, with RPM/TPM", "stats",
-                USER_FILTERS, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+                USER_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
             )
         },
         "/api/log/series": {
             "get": _operation(
-                "logSeries", "Usage over time in buckets (admin)", "stats",
-                ["interval", "group_by_admin", *ADMIN_FILTERS],
+                "logSeries", "Usage over time in buckets (admin)", "stats", ADMIN_SERIES,
                 _ok(series, "buckets in time order"), READ_ERRORS,
             )
         },
         "/api/log/self/series": {
             "get": _operation(
-                "myLogSeries", "My usage over time in buckets", "stats",
-                ["interval", "group_by_user", *USER_FILTERS],
+                "myLogSeries", "My usage over time in buckets", "stats", USER_SERIES,
                 _ok(series, "buckets in time order"), READ_ERRORS,
             )
         },

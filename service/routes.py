@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from .handlers import ingest, logs, ops
+from .handlers import export, history, ingest, logs, ops, stats
 from .keys import SETTINGS
 
 
@@ -16,6 +16,13 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/self", logs.list_self),
             web.get("/api/log/search", logs.search_all),
             web.get("/api/log/self/search", logs.search_self),
+            web.delete("/api/log/", history.delete_history),
+            web.get("/api/log/stat", stats.stat_all),
+            web.get("/api/log/self/stat", stats.stat_self),
+            web.get("/api/log/series", stats.series_all),
+            web.get("/api/log/self/series", stats.series_self),
+            web.get("/api/log/export", export.export_all),
+            web.get("/api/log/self/export", export.export_self),
             web.post("/api/internal/logs", ingest.ingest_logs),
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),

@@ -46,6 +46,10 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     max_batch_rows: int = 200_000
     max_series_buckets: int = 10_000
+    # Export: the rows the engine sorts at a time (newest-first windows planned from the
+    # rollup) and the rows per block handed to Python; together they bound the memory.
+    export_window_rows: int = 100_000
+    export_block_rows: int = 8_192
     # Operations.
     retention_days: int | None = None
     retention_interval_seconds: int = 3600

@@ -41,7 +41,7 @@ def schema(tmp_path: Path) -> list[str]:
 
 def test_single_node_rendering_is_the_files_byte_for_byte(tmp_path: Path) -> None:
     files = sorted(sample_schema(tmp_path).glob("*.sql"))
-    assert len(files) == len(load()) + len(SAMPLE_FILES)
+    assert len(files) == len({m.version for m in load()} | {n[:-4] for n in SAMPLE_FILES})
     for path in files:
         text = path.read_text(encoding="utf-8")
         assert render(text) == [text]

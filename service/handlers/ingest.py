@@ -7,6 +7,7 @@ from aiohttp import web
 from ..auth import SCOPE_WRITE, require_scope
 from ..errors import Unauthorized
 from ..ingest import (
+    LOG_COLUMNS,
     LOG_FIELDS,
     TOKEN_FIELDS,
     IdGenerator,
@@ -16,7 +17,7 @@ from ..ingest import (
     store_tokens,
     validate,
 )
-from ..keys import AUTH, IDS, METRICS, SETTINGS, STORE
+from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
 from ..web import ok
 from .logs import hash_key
 
@@ -36,7 +37,11 @@ async def ingest_logs(request: web.Request) -> web.Response:
     )
     ids = request.app[IDS]
     assert isinstance(ids, IdGenerator)
-    stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
+    # A batch holding logs older than a running history delete's target waits for it,
+    # so the delete's count and the rollup stay exact (service/deletion.py).
+    oldest = min(row[LOG_COLUMNS.index("created_at")] for row in rows)
+    async with request.app[DELETE_GUARD].admit(oldest):
+        stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
     request.app[METRICS].rows_ingested("logs", stored)
     return ok(stored)
 

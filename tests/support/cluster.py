@@ -85,12 +85,14 @@ SAMPLE_FILES = {
 
 
 def sample_schema(directory: Path, extra: Iterable[str] = SAMPLE_FILES) -> Path:
-    """The real schema files plus the samples, in ``directory``."""
+    """The real schema files plus the samples, in ``directory``; a real file wins over
+    the sample of the same name (the rollup samples stand in until the real ones exist)."""
     directory.mkdir(parents=True, exist_ok=True)
     for path in sorted(schema_dir().glob("*.sql")):
         shutil.copy(path, directory / path.name)
     for name in extra:
-        (directory / name).write_text(SAMPLE_FILES[name], encoding="utf-8")
+        if not (directory / name).exists():
+            (directory / name).write_text(SAMPLE_FILES[name], encoding="utf-8")
     return directory
 
 

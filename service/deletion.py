@@ -1,0 +1,249 @@
+"""History deletion: whole days by dropping partitions, the rest of one day by a delete,
+the rollup kept exact, and ingest of newer logs never disturbed.
+
+``delete_before(target)`` removes every log with ``created_at < target``:
+
+1. Whole days before the target's day: their partitions of ``logs`` and of the rollup
+   ``logs_minute`` are dropped, a bounded number per ``ALTER`` statement. The raw rows
+   are counted first (``count()`` on partition-key conditions is answered from part
+   metadata).
+2. The target's own day, from midnight to the target: the rows are counted, the rollup
+   receives negated rows for exactly those rows (per minute and dimensions), and a
+   lightweight ``DELETE`` removes them. Rollup rows of newer logs are never touched, so
+   logs ingested meanwhile, newer than the target, are neither lost nor counted twice.
+
+:class:`DeleteGuard` makes the count exact and keeps the rollup exact when late logs
+(older than the target) are ingested while a delete runs: such a batch waits until the
+delete is done, and a delete waits for such batches already being written. Batches whose
+rows are all at or after the target never wait. The guard is per process: with several
+replicas ingesting into one server, a late batch landing on another replica during a
+delete may be removed uncounted (see README).
+
+On a cluster the drops and the ``DELETE`` address the local tables ``ON CLUSTER``
+(:mod:`service.cluster`); counts and the negated rows go through the Distributed tables,
+which place each row on its user's shard as ingest does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from .cluster import local_table, on_cluster, system_table
+from .stats import ROLLUP
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+DAY = 86400
+RAW = "logs"
+TABLES = (RAW, ROLLUP)
+_PARTITION_ID = re.compile(r"^\d{8}$")
+
+_ROLLUP_COLUMNS = (
+    "minute, user_id, type, username, token_name, model_name, channel_id, `group`, "
+    "requests, quota, prompt_tokens, completion_tokens"
+)
+_WINDOW = (
+    "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
+)
+# Rollup rows for the raw rows of [lo, hi), with the sign given: '-' takes rows out of the
+# rollup before they are deleted, '+' puts them back when the delete failed.
+_ROLLUP_OF_WINDOW = f"""
+INSERT INTO {ROLLUP} ({_ROLLUP_COLUMNS})
+SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
+       model_name, channel_id, `group`,
+       {{sign}}toInt64(count()), {{sign}}sum(quota), {{sign}}sum(prompt_tokens),
+       {{sign}}sum(completion_tokens)
+FROM {RAW}
+WHERE {_WINDOW}
+GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`
+"""
+
+
+class DeleteGuard:
+    """Orders deletes against the ingest of logs older than their target (see module).
+
+    ``hold(target)`` is taken by deletes and retention, one at a time;
+    ``admit(oldest)`` by each ingest batch, with its oldest ``created_at``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._target: int | None = None
+        self._writing: list[int] = []  # oldest created_at of each batch being written
+
+    @property
+    def target(self) -> int | None:
+        return self._target
+
+    @asynccontextmanager
+    async def admit(self, oldest: int) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._target is None or oldest >= self._target)
+            self._writing.append(oldest)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._writing.remove(oldest)
+                self._cond.notify_all()
+
+    @asynccontextmanager
+    async def hold(self, target: int) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._target is None)
+            self._target = target
+            await self._cond.wait_for(lambda: all(t >= target for t in self._writing))
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._target = None
+                self._cond.notify_all()
+
+
+def partition_day(partition_id: str) -> date | None:
+    """The day of a ``toDate`` partition id (``YYYYMMDD``); ``None`` for anything else,
+    which is never dropped."""
+    if not _PARTITION_ID.match(partition_id):
+        return None
+    try:
+        return datetime.strptime(partition_id, "%Y%m%d").replace(tzinfo=UTC).date()
+    except ValueError:
+        return None
+
+
+def day_start(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+async def list_partitions(store: Store, table: str) -> list[str]:
+    """The partition ids holding rows of ``table`` (on every node of a cluster)."""
+    rows = await store.query(
+        f"SELECT DISTINCT partition_id FROM {system_table('parts', store.cluster)} "
+        "WHERE database = currentDatabase() AND table = {table:String} AND active "
+        "ORDER BY partition_id",
+        {"table": local_table(table, store.cluster)},
+    )
+    return [str(row[0]) for row in rows.rows]
+
+
+async def existing_partitions(store: Store) -> dict[str, list[str]]:
+    """The day partitions of the raw table and of the rollup."""
+    found = await asyncio.gather(*(list_partitions(store, table) for table in TABLES))
+    return dict(zip(TABLES, found, strict=True))
+
+
+def batches(items: Sequence[str], size: int) -> list[list[str]]:
+    size = max(1, size)
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+async def count_partitions(store: Store, partition_ids: Sequence[str]) -> dict[str, int]:
+    """Raw rows per day partition: a condition on the partition key only, answered from
+    part metadata where no row was deleted (and through a Distributed table alike)."""
+    days = {pid: partition_day(pid) for pid in partition_ids}
+    if not days:
+        return {}
+    rows = await store.query(
+        f"SELECT toDate(created_at) AS day, count() FROM {RAW} "
+        "WHERE toDate(created_at) IN {days:Array(Date)} GROUP BY day",
+        {"days": [day for day in days.values() if day is not None]},
+    )
+    counts = {day: int(n) for day, n in rows.rows}
+    return {pid: counts.get(day, 0) for pid, day in days.items()}
+
+
+async def drop_partitions(store: Store, table: str, partition_ids: Sequence[str]) -> None:
+    """One ``ALTER`` dropping every given partition of ``table``."""
+    if not partition_ids:
+        return
+    clauses = ", ".join(f"DROP PARTITION ID {{p{i}:String}}" for i in range(len(partition_ids)))
+    params = {f"p{i}": pid for i, pid in enumerate(partition_ids)}
+    target = local_table(table, store.cluster) + on_cluster(store.cluster)
+    await store.command(f"ALTER TABLE {target} {clauses}", params)
+
+
+@dataclass
+class DropReport:
+    """What dropping days removed: raw rows per partition id."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    rollup_only: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+async def drop_days(
+    store: Store, partitions: dict[str, list[str]], chosen: Iterable[str], per_statement: int
+) -> DropReport:
+    """Drop the chosen day partitions of both tables, ``per_statement`` per ALTER, and
+    count the raw rows that went with them (counted before each batch is dropped)."""
+    raw = set(partitions.get(RAW, ()))
+    rollup = set(partitions.get(ROLLUP, ()))
+    report = DropReport()
+    for batch in batches(sorted(set(chosen)), per_statement):
+        raw_batch = [pid for pid in batch if pid in raw]
+        report.rows.update(await count_partitions(store, raw_batch))
+        await drop_partitions(store, RAW, raw_batch)
+        await drop_partitions(store, ROLLUP, [pid for pid in batch if pid in rollup])
+        report.rollup_only.extend(pid for pid in batch if pid in rollup and pid not in raw)
+    return report
+
+
+async def delete_range_of_day(store: Store, lo: int, hi: int) -> int:
+    """Delete the raw rows of ``[lo, hi)`` (inside one day), keeping the rollup exact."""
+    params = {"lo": lo, "hi": hi}
+    count = int((await store.query(f"SELECT count() FROM {RAW} WHERE {_WINDOW}", params)).scalar())
+    if count == 0:
+        return 0
+    no_dedup = {"insert_deduplicate": 0}  # a correction is never a retried ingest batch
+    await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", "-"), params, settings=no_dedup)
+    try:
+        target = local_table(RAW, store.cluster) + on_cluster(store.cluster)
+        await store.command(f"DELETE FROM {target} WHERE {_WINDOW}", params)
+    except Exception:
+        # Put back in the rollup what is still in the raw table (all of it if the delete
+        # did nothing), so a failed delete leaves both tables agreeing.
+        await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", ""), params, settings=no_dedup)
+        raise
+    return count
+
+
+@dataclass
+class DeleteResult:
+    deleted: int
+    dropped_days: list[str]
+    boundary_rows: int
+
+
+async def delete_before(
+    store: Store, target: int, guard: DeleteGuard, per_statement: int
+) -> DeleteResult:
+    """Delete every log with ``created_at < target``; returns how many were deleted."""
+    midnight = target - target % DAY
+    async with guard.hold(target):
+        partitions = await existing_partitions(store)
+        older = sorted(
+            pid
+            for pid in set(partitions[RAW]) | set(partitions[ROLLUP])
+            if (day := partition_day(pid)) is not None and day_start(day) < midnight
+        )
+        report = await drop_days(store, partitions, older, per_statement)
+        boundary = await delete_range_of_day(store, midnight, target) if target > midnight else 0
+    log.info(
+        "deleted logs before %d: %d rows in %d dropped days, %d rows of the last day",
+        target,
+        report.total + boundary,
+        len(report.rows),
+        boundary,
+    )
+    return DeleteResult(report.total + boundary, sorted(report.rows), boundary)

@@ -1,0 +1,191 @@
+"""Export: every log matching the list filters, newest first, as CSV or NDJSON, streamed.
+
+Memory stays flat however many rows match:
+
+- The engine never sorts more than about ``export_window_rows`` rows at a time: the
+  time range is cut into consecutive windows, newest first, planned from the per-minute
+  rollup's counts (whole days merged while small, busy days cut at minutes). Each window
+  is one ``ORDER BY created_at DESC, id DESC`` query; the windows tile the range, so
+  their concatenation is the newest-first order of all matching rows, whatever the plan
+  (rows ingested after planning only make a window larger).
+- Rows reach Python in blocks of ``export_block_rows`` and are written out block by block.
+
+The last line carries the totals of the rows written (rows, quota, prompt and completion
+tokens), for reconciliation; a stream that does not end with it is incomplete (an error
+line says why when the error could still be written).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from .logs import ORDER, select_list, shape
+from .params import LogFilter
+from .stats import MINUTE, ROLLUP, Bound, half_open, rollup_serves
+from .store import Store
+
+DAY = 86400
+FORMATS: dict[str, str] = {
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson",
+}
+# Spreadsheets run cells that start with these as formulas; such text cells get a
+# leading apostrophe in CSV (NDJSON carries every value unchanged).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class ExportTotals:
+    rows: int = 0
+    quota: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, items: Sequence[dict[str, Any]]) -> None:
+        self.rows += len(items)
+        for item in items:
+            self.quota += int(item.get("quota", 0))
+            self.prompt_tokens += int(item.get("prompt_tokens", 0))
+            self.completion_tokens += int(item.get("completion_tokens", 0))
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "quota": self.quota,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+def _range(column: str, lo: Bound, hi: Bound) -> tuple[str, dict[str, Any]]:
+    parts, params = [], {}
+    if lo is not None:
+        parts.append(f"{column} >= toDateTime({{w_lo:UInt32}}, 'UTC')")
+        params["w_lo"] = lo
+    if hi is not None:
+        parts.append(f"{column} < toDateTime({{w_hi:UInt32}}, 'UTC')")
+        params["w_hi"] = hi
+    return " AND ".join(parts) or "1", params
+
+
+async def _counts(
+    store: Store, flt: LogFilter, unit: str, lo: Bound, hi: Bound
+) -> list[tuple[int, int]]:
+    """(start of unit, rows) from the rollup, newest first; ``unit`` is a fixed
+    expression of ours (day or minute)."""
+    where, params = flt.where(time=False)
+    cond, extra = _range("minute", lo, hi)
+    rows = await store.query(
+        f"SELECT toUInt32({unit}) AS t, sum(requests) AS n FROM {ROLLUP} "
+        f"WHERE {where} AND {cond} GROUP BY t HAVING n > 0 ORDER BY t DESC",
+        {**params, **extra},
+    )
+    return [(int(t), int(n)) for t, n in rows.rows]
+
+
+async def plan_windows(
+    store: Store, flt: LogFilter, lo: Bound, hi: Bound, window_rows: int
+) -> list[tuple[Bound, Bound]]:
+    """Consecutive ``[lo, hi)`` windows, newest first, tiling ``[lo, hi)``, each
+    holding about ``window_rows`` rows by the rollup's counts (a single minute with
+    more is one window)."""
+    if not rollup_serves(flt):
+        return [(lo, hi)]  # a request id selects a handful of rows: one window
+    minute_lo = None if lo is None else lo // MINUTE * MINUTE
+    cuts: list[int] = []
+    pending = 0
+    for day, day_rows in await _counts(store, flt, "toStartOfDay(minute)", minute_lo, hi):
+        if day_rows <= window_rows:
+            if pending and pending + day_rows > window_rows:
+                cuts.append(day + DAY)
+                pending = 0
+            pending += day_rows
+            continue
+        # A busy day: cut it at minutes.
+        day_lo = day if minute_lo is None else max(day, minute_lo)
+        day_hi = day + DAY if hi is None else min(day + DAY, hi)
+        for minute, minute_rows in await _counts(store, flt, "minute", day_lo, day_hi):
+            if pending and pending + minute_rows > window_rows:
+                cuts.append(minute + MINUTE)
+                pending = 0
+            pending += minute_rows
+    bounds: list[Bound] = [hi]
+    for cut in cuts:
+        previous = bounds[-1]
+        if (lo is None or cut > lo) and (previous is None or cut < previous):
+            bounds.append(cut)
+    bounds.append(lo)
+    return list(zip(bounds[1:], bounds[:-1], strict=True))
+
+
+async def export_blocks(
+    store: Store,
+    flt: LogFilter,
+    fields: Sequence[str],
+    user_view: bool,
+    window_rows: int,
+    block_rows: int,
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Blocks of matching rows as dicts (user view scrubbed), newest first."""
+    where, params = flt.where()
+    columns = select_list(fields)
+    for w_lo, w_hi in await plan_windows(store, flt, *half_open(flt.start, flt.end), window_rows):
+        cond, extra = _range("created_at", w_lo, w_hi)
+        sql = f"SELECT {columns} FROM logs WHERE {where} AND {cond} {ORDER}"
+        blocks = store.stream(sql, {**params, **extra}, settings={"max_block_size": block_rows})
+        async with aclosing(blocks) as rows:  # type: ignore[type-var]
+            async for block in rows:
+                if block:
+                    yield shape(block, fields, user_view)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_header(fields: Sequence[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue().encode()
+
+
+def csv_rows(items: Sequence[dict[str, Any]], fields: Sequence[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for item in items:
+        writer.writerow([_csv_value(item[name]) for name in fields])
+    return buffer.getvalue().encode()
+
+
+def csv_totals(totals: ExportTotals) -> bytes:
+    """``#totals,rows=N,quota=Q,prompt_tokens=P,completion_tokens=C`` (a comment line
+    to CSV readers that skip ``#`` lines)."""
+    return ("#totals," + ",".join(f"{k}={v}" for k, v in totals.as_dict().items()) + "\n").encode()
+
+
+def csv_error(message: str) -> bytes:
+    return f"#error,{message}\n".encode()
+
+
+def ndjson_rows(items: Sequence[dict[str, Any]]) -> bytes:
+    return "".join(
+        json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n" for item in items
+    ).encode()
+
+
+def ndjson_totals(totals: ExportTotals) -> bytes:
+    return (json.dumps({"totals": totals.as_dict()}, separators=(",", ":")) + "\n").encode()
+
+
+def ndjson_error(message: str) -> bytes:
+    return (json.dumps({"error": message}, ensure_ascii=False) + "\n").encode()

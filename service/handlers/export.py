@@ -1,0 +1,95 @@
+"""``/api/log/export`` (admin) and ``/api/log/self/export`` (user): streamed downloads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import aclosing
+
+from aiohttp import web
+
+from .. import export
+from ..auth import ROLE_ADMIN, ROLE_USER
+from ..errors import ApiError, InvalidParameter
+from ..keys import CLOCK, SETTINGS, STORE
+from ..logs import ADMIN_FIELDS, USER_FIELDS
+from ..params import LogFilter, get_str, parse_filter
+from ..web import REQUEST_ID
+from . import principal
+
+log = logging.getLogger(__name__)
+
+
+async def export_all(request: web.Request) -> web.StreamResponse:
+    principal(request, ROLE_ADMIN)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
+    return await _export(request, flt, ADMIN_FIELDS, user_view=False)
+
+
+async def export_self(request: web.Request) -> web.StreamResponse:
+    who = principal(request, ROLE_USER)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
+    flt.user_id = who.user_id
+    return await _export(request, flt, USER_FIELDS, user_view=True)
+
+
+async def _export(
+    request: web.Request, flt: LogFilter, fields: Sequence[str], user_view: bool
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    fmt = get_str(request.query, "format", settings) or "csv"
+    if fmt not in export.FORMATS:
+        raise InvalidParameter("format", f"must be one of {', '.join(export.FORMATS)}")
+    blocks = export.export_blocks(
+        request.app[STORE],
+        flt,
+        fields,
+        user_view,
+        settings.export_window_rows,
+        settings.export_block_rows,
+    )
+    totals = export.ExportTotals()
+    async with aclosing(blocks):
+        # The first block is fetched before the response starts, so that a bad request
+        # or an engine that is down is still answered with a status and the envelope.
+        first = await anext(blocks, None)
+        filename = f"logs-{int(request.app[CLOCK]())}.{fmt}"
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": export.FORMATS[fmt],
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "X-Request-Id": request[REQUEST_ID],
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
+        try:
+            if fmt == "csv":
+                await response.write(export.csv_header(fields))
+            pending = first
+            while pending is not None:
+                totals.add(pending)
+                chunk = (
+                    export.csv_rows(pending, fields)
+                    if fmt == "csv"
+                    else export.ndjson_rows(pending)
+                )
+                await response.write(chunk)
+                pending = await anext(blocks, None)
+            await response.write(
+                export.csv_totals(totals) if fmt == "csv" else export.ndjson_totals(totals)
+            )
+        except ConnectionResetError:
+            log.info("export: the client went away after %d rows", totals.rows)
+            return response
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ApiError) else "internal error"
+            message += f" (request {request[REQUEST_ID]}); the export is incomplete"
+            log.exception("export failed after %d rows", totals.rows)
+            line = export.csv_error(message) if fmt == "csv" else export.ndjson_error(message)
+            try:
+                await response.write(line)
+            except ConnectionResetError:
+                return response
+    await response.write_eof()
+    return response

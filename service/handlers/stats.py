@@ -1,0 +1,70 @@
+"""``/api/log/stat`` and ``/api/log/series``, admin and self views."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import ROLE_ADMIN, ROLE_USER
+from ..errors import InvalidParameter
+from ..keys import CLOCK, SETTINGS, STORE
+from ..params import LogFilter, get_str, parse_filter
+from ..stats import GROUP_KEYS_ADMIN, GROUP_KEYS_USER, INTERVALS, SeriesRequest, series, stat
+from ..web import ok
+from . import principal
+
+DEFAULT_INTERVAL = "hour"
+#: a series without start_timestamp covers the day before its end
+DEFAULT_SPAN = 86400
+
+
+async def stat_all(request: web.Request) -> web.Response:
+    principal(request, ROLE_ADMIN)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
+    return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
+
+
+async def stat_self(request: web.Request) -> web.Response:
+    who = principal(request, ROLE_USER)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
+    flt.user_id = who.user_id
+    return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
+
+
+def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:
+    settings = request.app[SETTINGS]
+    end = flt.end
+    if end is None:  # now, or the start if a later one is asked for
+        end = max(int(request.app[CLOCK]()), flt.start or 0)
+    start = flt.start if flt.start is not None else max(0, end - DEFAULT_SPAN)
+    interval = get_str(request.query, "interval", settings) or DEFAULT_INTERVAL
+    if interval not in INTERVALS:
+        raise InvalidParameter("interval", f"must be one of {', '.join(INTERVALS)}")
+    keys = GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
+    group_by = get_str(request.query, "group_by", settings)
+    if group_by is not None and group_by not in keys:
+        raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
+    flt.start, flt.end = start, end
+    return SeriesRequest(start, end, interval, group_by)
+
+
+async def series_all(request: web.Request) -> web.Response:
+    principal(request, ROLE_ADMIN)
+    settings = request.app[SETTINGS]
+    flt = parse_filter(request.query, settings, admin=True)
+    wanted = _series_request(request, flt, admin=True)
+    data = await series(
+        request.app[STORE], flt, wanted, GROUP_KEYS_ADMIN, settings.max_series_buckets
+    )
+    return ok(data)
+
+
+async def series_self(request: web.Request) -> web.Response:
+    who = principal(request, ROLE_USER)
+    settings = request.app[SETTINGS]
+    flt = parse_filter(request.query, settings, admin=False)
+    flt.user_id = who.user_id
+    wanted = _series_request(request, flt, admin=False)
+    data = await series(
+        request.app[STORE], flt, wanted, GROUP_KEYS_USER, settings.max_series_buckets
+    )
+    return ok(data)
