@@ -186,13 +186,14 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "target_timestamp": query(
             "target_timestamp",
             {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
-            "delete every log created before this Unix second",
+            "delete every log created before this Unix second; not in the future",
             required=True,
         ),
         "interval": query(
             "interval",
             {"type": "string", "enum": list(INTERVALS), "default": "hour"},
-            "bucket width; buckets are aligned to UTC",
+            f"bucket width; buckets are aligned to UTC; at most {settings.max_series_buckets} "
+            "buckets over the range, counting one series per group_by value and the total",
         ),
         "group_by_user": query(
             "group_by", {"type": "string", "enum": list(GROUP_BY_USER)}, "one series per value"

@@ -10,7 +10,7 @@ from ..auth import ROLE_ADMIN
 from ..deletion import delete_before
 from ..errors import BadRequest
 from ..keys import CLOCK, DELETE_GUARD, METRICS, SETTINGS, STORE
-from ..params import MAX_TIMESTAMP
+from ..params import MAX_TIMESTAMP, get_raw
 from ..web import ok
 from . import principal
 
@@ -18,7 +18,7 @@ TARGET_REQUIRED = "target timestamp is required"
 
 
 def _target(request: web.Request) -> int:
-    raw = request.query.get("target_timestamp", "").strip()
+    raw = (get_raw(request.query, "target_timestamp") or "").strip()
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         raise BadRequest(TARGET_REQUIRED)
     target = int(raw)
