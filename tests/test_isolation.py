@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -23,10 +24,13 @@ from hypothesis import strategies as st
 from service.app import create_app
 from service.auth import ROLE_USER
 from service.logs import ADMIN_ONLY_OTHER_KEYS, TOKEN_FIELDS, USER_FIELDS
-from tests import brute
+from tests import brute, brute_stats
 from tests.conftest import ADMIN, WRITER, bearer, make_token, truncate_all
 
 BASE = 1_790_000_000
+END = BASE + 3 * 86400
+NOW = END + 30  # rows in the last minute count in rpm/tpm too
+SUMMED = ("quota", "prompt_tokens", "completion_tokens")
 USERS = list(range(1, 11))
 TOKENS = list(range(1, 16))
 NAMES = ["alice", "bob", "carol"]  # fewer names than users: names collide
@@ -67,7 +71,8 @@ def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[int, dict[str, A
             {
                 "id": i + 1,
                 "user_id": user,
-                "created_at": BASE + draw(st.integers(0, 3 * 86400)),
+                # Some in the last minute before NOW, where rpm and tpm count.
+                "created_at": draw(st.integers(BASE, END) | st.integers(END - 50, END)),
                 "type": draw(st.sampled_from([1, 2, 2, 2, 5])),
                 "content": draw(st.sampled_from(["call ok", "call failed", "top-up"])),
                 "username": draw(st.sampled_from(NAMES)),
@@ -96,7 +101,7 @@ user_query = st.fixed_dictionaries(
     optional={
         "type": st.sampled_from([1, 2, 5]),
         "start_timestamp": st.integers(BASE, BASE + 86400),
-        "end_timestamp": st.integers(BASE + 86400, BASE + 3 * 86400),
+        "end_timestamp": st.integers(BASE + 86400, END),
         "token_name": st.sampled_from(TOKEN_NAMES),
         "model_name": st.sampled_from([*MODELS, "%", "gpt%"]),
         "group": st.sampled_from(["default", "vip"]),
@@ -108,6 +113,10 @@ user_query = st.fixed_dictionaries(
     },
 )
 USER_FILTERS = ("type", "start_timestamp", "end_timestamp", "token_name", "model_name", "group")
+
+
+def strs(query: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in query.items()}
 
 
 def own_filters(query: dict[str, Any]) -> dict[str, Any]:
@@ -128,24 +137,38 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+# A failing world is large; its repr is printed anyway, after the assertion that failed.
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @settings(
-    max_examples=10,
+    max_examples=8,
     deadline=None,
     # Shrinking a world of 15 tokens and 120 rows takes minutes; the assertions name the
     # user, query and token instead.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(world=worlds(), queries=st.lists(user_query, min_size=len(USERS), max_size=len(USERS)))
+@given(
+    world=worlds(),
+    queries=st.lists(user_query, min_size=len(USERS), max_size=len(USERS)),
+    group_bys=st.lists(
+        st.sampled_from([None, "model_name", "token_name", "group"]),
+        min_size=len(USERS),
+        max_size=len(USERS),
+    ),
+)
 def test_no_user_and_no_token_sees_anything_but_its_own(
-    engine: Any, settings: Any, world: Any, queries: list[dict[str, Any]]
+    engine: Any,
+    settings: Any,
+    world: Any,
+    queries: list[dict[str, Any]],
+    group_bys: list[str | None],
 ) -> None:
     rows, tokens = world
     rows_by_id = {r["id"]: r for r in rows}
 
     async def body() -> None:
         await truncate_all(engine)
-        app = create_app(settings, store=engine)
+        app = create_app(settings, store=engine, clock=lambda: NOW)
         async with TestClient(TestServer(app)) as client:
             if rows:
                 response = await client.post("/api/internal/logs", json=rows, headers=WRITER)
@@ -160,13 +183,15 @@ def test_no_user_and_no_token_sees_anything_but_its_own(
 
             await asyncio.gather(
                 *(
-                    check_user(client, uid, query)
-                    for uid, query in zip(USERS, queries, strict=True)
+                    check_user(client, uid, query, group_by)
+                    for uid, query, group_by in zip(USERS, queries, group_bys, strict=True)
                 ),
                 *(check_token(client, token) for token in tokens.values()),
             )
 
-    async def check_user(client: TestClient[Any, Any], uid: int, query: dict[str, Any]) -> None:
+    async def check_user(
+        client: TestClient[Any, Any], uid: int, query: dict[str, Any], group_by: str | None
+    ) -> None:
         # The token's username names someone else's rows: it must not matter.
         who = bearer(make_token(uid, ROLE_USER, username=NAMES[uid % len(NAMES)]))
         params = {k: str(v) for k, v in query.items()}
@@ -191,6 +216,49 @@ def test_no_user_and_no_token_sees_anything_but_its_own(
             assert [i["id"] for i in items] == expected, (uid, query, keyword)
             for item in items:
                 check_user_item(item, uid, rows_by_id)
+
+        # Stat and series: the sums of the caller's own rows only.
+        stat_q = own_filters(query)
+        response = await client.get("/api/log/self/stat", params=params, headers=who)
+        assert (await response.json())["data"] == brute_stats.stat(rows, stat_q, uid, NOW), (
+            uid, query,
+        )  # fmt: skip
+        series_q = {
+            **stat_q,
+            "interval": "day",
+            "start_timestamp": query.get("start_timestamp", BASE),
+            "end_timestamp": query.get("end_timestamp", END),
+        }
+        if group_by is not None:
+            series_q["group_by"] = group_by
+        response = await client.get(
+            "/api/log/self/series", params={**params, **strs(series_q)}, headers=who
+        )
+        data = (await response.json())["data"]
+        total, groups = brute_stats.series(rows, series_q, uid, NOW, "day", group_by)
+        assert data["buckets"] == total, (uid, series_q)
+        if group_by is not None:
+            assert {s["key"]: s["buckets"] for s in data["series"]} == groups, (uid, series_q)
+        # Grouping by what only admins may group by is refused, not answered.
+        response = await client.get(
+            "/api/log/self/series", params={**strs(series_q), "group_by": "username"},
+            headers=who,
+        )  # fmt: skip
+        assert response.status == 400
+
+        # Export: every own row, the user view, and totals over the own rows only.
+        response = await client.get(
+            "/api/log/self/export", params={**params, "format": "ndjson"}, headers=who
+        )
+        lines = [json.loads(line) for line in (await response.text()).split("\n") if line]
+        items, totals = lines[:-1], lines[-1]["totals"]
+        assert [i["id"] for i in items] == [r["id"] for r in mine], (uid, query)
+        for item in items:
+            check_user_item(item, uid, rows_by_id)
+        assert totals == {
+            "rows": len(mine),
+            **{name: sum(r[name] for r in mine) for name in SUMMED},
+        }
 
     async def check_token(client: TestClient[Any, Any], token: dict[str, Any]) -> None:
         response = await client.get(
