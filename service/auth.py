@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
 from .errors import Forbidden, Unauthorized
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 ROLE_USER = 1
 ROLE_ADMIN = 10
@@ -37,15 +38,41 @@ class Principal:
         return self.role >= ROLE_ADMIN
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
+
+
+def public_keys(pem: str) -> list[str]:
+    """The PEM blocks of a text holding one public key or several (during a rotation,
+    the new key beside the old one), each checked to be a public key. Kept as PEM text:
+    pyjwt then reports a key of the wrong family as InvalidKeyError (TypeError for a
+    key object)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    blocks = [match.group(0) for match in _PEM_BLOCK.finditer(pem)]
+    if not blocks:
+        raise SettingsError("GATELOG_JWT_PUBLIC_KEY holds no PEM public key")
+    keys = []
+    for number, block in enumerate(blocks, start=1):
+        try:
+            load_pem_public_key(block.encode())
+        except (ValueError, TypeError):
+            raise SettingsError(
+                f"GATELOG_JWT_PUBLIC_KEY: PEM block {number} is not a public key"
+            ) from None
+        keys.append(block)
+    return keys
+
+
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         settings.check_auth()
+        self._keys: list[str]
         if settings.jwt_public_key:
-            self._key: str = settings.jwt_public_key
+            self._keys = public_keys(settings.jwt_public_key)
             self._algorithms = ASYMMETRIC_ALGORITHMS
         else:
             assert settings.jwt_secret is not None
-            self._key = settings.jwt_secret
+            self._keys = [settings.jwt_secret]
             self._algorithms = ["HS256"]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -59,30 +86,42 @@ class Authenticator:
             raise Unauthorized("malformed Authorization header (expected 'Bearer <token>')")
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("invalid bearer token: too long")
-        try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=self._algorithms,
-                issuer=self._issuer,
-                audience=self._audience,
-                options={
-                    "require": ["exp", "sub", "role"],
-                    "verify_aud": self._audience is not None,
-                    "verify_iss": self._issuer is not None,
-                    # The contract allows an integer `sub`; it is checked in _principal.
-                    "verify_sub": False,
-                },
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("invalid bearer token: expired") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthorized("invalid bearer token: not valid yet") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise Unauthorized(f"invalid bearer token: missing claim '{exc.claim}'") from None
-        except jwt.InvalidTokenError:
-            raise Unauthorized("invalid bearer token") from None
-        return _principal(claims)
+        return _principal(self._claims(token))
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        """The verified claims. With several keys (a rotation), each is tried in turn
+        until one verifies the signature; the claims are then checked once."""
+        for key in self._keys:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=self._algorithms,
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    options={
+                        "require": ["exp", "sub", "role"],
+                        "verify_aud": self._audience is not None,
+                        "verify_iss": self._issuer is not None,
+                        # The contract allows an integer `sub`; _principal checks it.
+                        "verify_sub": False,
+                    },
+                )
+            except (jwt.InvalidSignatureError, jwt.InvalidKeyError):
+                # Not this key. InvalidKeyError: the other asymmetric family (an ES256
+                # token for an RSA key) or another curve, which pyjwt does not count as
+                # an invalid token: it used to escape as a 500.
+                continue
+            except jwt.ExpiredSignatureError:
+                raise Unauthorized("invalid bearer token: expired") from None
+            except jwt.ImmatureSignatureError:
+                raise Unauthorized("invalid bearer token: not valid yet") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise Unauthorized(f"invalid bearer token: missing claim '{exc.claim}'") from None
+            except jwt.PyJWTError:
+                raise Unauthorized("invalid bearer token") from None
+            return claims
+        raise Unauthorized("invalid bearer token")
 
 
 def _principal(claims: dict[str, object]) -> Principal:

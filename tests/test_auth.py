@@ -36,7 +36,7 @@ def pem_pair(kind: str) -> tuple[str, str]:
     key: Any = (
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
         if kind == "rsa"
-        else ec.generate_private_key(ec.SECP256R1())
+        else ec.generate_private_key(ec.SECP384R1() if kind == "ec384" else ec.SECP256R1())
     )
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -160,3 +160,51 @@ async def test_invalid_token_never_returns_data(client: Any) -> None:
         response = await client.get(path, headers={"Authorization": "Bearer " + forged})
         assert response.status == 401
         assert (await response.json())["data"] is None
+
+
+@pytest.mark.parametrize(
+    ("configured", "signer", "algorithm"),
+    [("rsa", "ec", "ES256"), ("ec", "rsa", "RS256"), ("ec", "ec384", "ES384")],
+)
+async def test_a_token_of_the_other_key_family_is_401_not_500(
+    make_client: Any, configured: str, signer: str, algorithm: str
+) -> None:
+    # pyjwt raises InvalidKeyError here, which is not an InvalidTokenError.
+    _, public = pem_pair(configured)
+    private, _ = pem_pair(signer)
+    forged = jwt.encode(claims(role=100), private, algorithm=algorithm)
+    with pytest.raises(Unauthorized, match="invalid bearer token"):
+        Authenticator(Settings(jwt_public_key=public)).authenticate("Bearer " + forged)
+    client = await make_client(jwt_secret=None, jwt_public_key=public)
+    response = await client.get("/api/log/", headers=bearer(forged))
+    assert (response.status, (await response.json())["data"]) == (401, None)
+
+
+def test_a_key_rotation_accepts_the_old_and_the_new_key_only() -> None:
+    """GATELOG_JWT_PUBLIC_KEY may hold several PEM keys: during a rotation, tokens of the
+    old and of the new key verify; any other key's do not, and claims are still checked."""
+    old_private, old_public = pem_pair("rsa")
+    new_private, new_public = pem_pair("ec")
+    other_private, _ = pem_pair("ec")
+    auth = Authenticator(Settings(jwt_public_key=old_public + "\n" + new_public))
+    assert auth.authenticate("Bearer " + jwt.encode(claims(), old_private, "RS256")).user_id == 7
+    assert auth.authenticate("Bearer " + jwt.encode(claims(), new_private, "ES256")).user_id == 7
+    for token, fragment in (
+        (jwt.encode(claims(role=100), other_private, "ES256"), "invalid bearer token"),
+        (jwt.encode(claims(exp=NOW - 10), new_private, "ES256"), "expired"),
+        (hs256_by_hand(claims(role=100), new_public.encode()), "invalid bearer token"),
+    ):
+        with pytest.raises(Unauthorized, match=fragment):
+            auth.authenticate("Bearer " + token)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not a key", "holds no PEM public key"),
+        (pem_pair("rsa")[1] + pem_pair("rsa")[0], "PEM block 2 is not a public key"),
+    ],
+)
+def test_a_public_key_setting_without_valid_keys_refuses_to_start(text: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Authenticator(Settings(jwt_public_key=text))
