@@ -183,8 +183,27 @@ def test_the_service_serves_the_fuzzed_document(service: str) -> None:
         assert json.loads(response.read()) == json.loads(json.dumps(document(SETTINGS)))
 
 
+INTERNALS = ("Traceback", "DB::Exception", "Code: ", 'File "', "clickhouse", "chdb", "Errno")
+
+
+@schemathesis.check
+def no_internal_text(context: Any, response: Any, case: Any) -> bool | None:
+    """An error answer says what was wrong with the request, never how the service or
+    the engine failed inside."""
+    if response.status_code >= 400:
+        leaked = [text for text in INTERNALS if text.lower() in response.text.lower()]
+        assert not leaked, f"{response.status_code} answer shows {leaked}: {response.text[:200]}"
+    return None
+
+
 def call(case: Any, caller: str, service: str) -> None:
-    case.call_and_validate(base_url=service, headers=CALLERS[caller], session=SESSION, timeout=10)
+    case.call_and_validate(
+        base_url=service,
+        headers=CALLERS[caller],
+        session=SESSION,
+        timeout=10,
+        additional_checks=[no_internal_text],
+    )
 
 
 intended = load(EXAMPLES, coverage=True)
