@@ -145,8 +145,15 @@ def insert(
 def log_rows(arrow_table: Any) -> list[tuple[Any, ...]]:
     """Generated rows (engine columns) as new-api ``logs`` rows in :data:`LOG_COLUMNS`
     order: ``channel_name`` stays out (the gateway never writes it)."""
-    data = arrow_table.to_pydict()
+    import pyarrow as pa
+
     n = arrow_table.num_rows
+    data = {}
+    for name in arrow_table.column_names:
+        column = arrow_table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)  # decoding first is much faster
+        data[name] = column.to_pylist()
     data["upstream_request_id"] = [""] * n
     return list(zip(*(data[c] for c in LOG_COLUMNS), strict=True))
 
