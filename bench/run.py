@@ -6,8 +6,10 @@ On generated data (30 days by default) it measures, in one run:
 1. every endpoint of this build through real HTTP against ``python -m service serve``
    (a subprocess on the same data): median, p95 and p99 latency with one client and with
    16 concurrent clients;
-2. the engine's own time for the same query, called in-process with the service's own
-   query functions (so the difference is the service's overhead: HTTP, auth, JSON);
+2. the engine's own time: inside each request (a ``Server-Timing`` header, see
+   ``bench/serve.py``), so the service's overhead (HTTP, auth, JSON) is latency minus that,
+   per request; and in-process with the service's own query functions, the same way as
+   the baseline below;
 3. the same question asked of new-api's own ClickHouse design (``logs_newapi``: monthly
    partitions, ``ORDER BY (created_at, request_id)``, no skip indexes, no rollups) with
    the SQL new-api sends, on the same engine and the same rows, reported as a ratio;
@@ -355,6 +357,7 @@ async def delete_phase(plan: Plan, ctx: Context) -> dict[str, Any]:
     from copies of both tables: gatelog drops whole day partitions; new-api's design runs
     its ``ALTER TABLE ... DELETE`` mutation. The bench's data stays as it was."""
     from bench import newapi
+    from service.settings import Settings
     from service.store import ChdbStore
 
     store = ChdbStore(plan.data_dir)
@@ -377,9 +380,14 @@ async def delete_phase(plan: Plan, ctx: Context) -> dict[str, Any]:
             "AND table = {t:String} AND active AND max_time < toDateTime({cutoff:UInt32}, 'UTC')",
             {**params, "t": ours},
         )
-        for (partition,) in parts.rows:
+        # several partitions per ALTER (the service's delete_partitions_per_statement)
+        ids = [str(p) for (p,) in parts.rows]
+        per = Settings().delete_partitions_per_statement
+        for first in range(0, len(ids), per):
+            batch = ids[first : first + per]
+            drops = ", ".join(f"DROP PARTITION ID {{p{i}:String}}" for i in range(len(batch)))
             await store.command(
-                f"ALTER TABLE {ours} DROP PARTITION ID {{p:String}}", {"p": str(partition)}
+                f"ALTER TABLE {ours} {drops}", {f"p{i}": p for i, p in enumerate(batch)}
             )
         took = time.perf_counter() - started
         started = time.perf_counter()
@@ -433,7 +441,8 @@ def headers_for(role: str, ctx: Context) -> dict[str, str]:
 
 
 class Service:
-    """``python -m service serve`` on the bench's data directory, on a free port."""
+    """The service (``bench/serve.py``: the real app plus an engine-time header) on the
+    bench's data directory, on a free port."""
 
     def __init__(self, data_dir: str) -> None:
         self.port = free_port()
@@ -448,8 +457,7 @@ class Service:
         }
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the service
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
+            [sys.executable, "-m", "bench.serve", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
         )  # fmt: skip
 
@@ -525,6 +533,7 @@ async def http_phase(plan: Plan, ctx: Context) -> dict[str, Any]:
 async def _requests(session: Any, url: str, headers: dict[str, str], clients: int,
                     each: int) -> dict[str, Any]:  # fmt: skip
     latencies: list[float] = []
+    engine: list[float] = []
 
     async def client() -> None:
         for _ in range(each):
@@ -533,12 +542,21 @@ async def _requests(session: Any, url: str, headers: dict[str, str], clients: in
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"HTTP {response.status} for {url}")
+                timing = response.headers.get("Server-Timing", "")
             latencies.append((time.perf_counter() - started) * 1000)
+            found = re.search(r"engine;dur=([\d.]+)", timing)
+            engine.append(float(found.group(1)) if found else float("nan"))
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - started
-    return {**summary(latencies), "rps": len(latencies) / wall}
+    overhead = [total - inside for total, inside in zip(latencies, engine, strict=True)]
+    return {
+        **summary(latencies),
+        "rps": len(latencies) / wall,
+        "engine_p50": float(np.median(engine)),
+        "overhead_p50": float(np.median(overhead)),
+    }
 
 
 async def _ingest(session: Any, base: str, plan: Plan, ctx: Context) -> dict[str, Any]:
@@ -773,7 +791,9 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         if "one" in http:
             row["one"] = http["one"]
             row["many"] = http["many"]
-            row["overhead_ms"] = http["one"]["p50"] - ours if ours is not None else None
+            # client latency minus the engine's time inside the same request
+            row["overhead_ms"] = http["one"].get("overhead_p50")
+            row["engine_in_service_ms"] = http["one"].get("engine_p50")
         row["speedup"] = theirs / ours if ours and theirs else None
         cases[case.name] = row
     targets: list[dict[str, Any]] = []
@@ -827,30 +847,35 @@ def markdown(result: dict[str, Any]) -> str:
         f"Embedded engine. Run: `python -m bench.run --rows {plan['rows']}` "
         f"({result['seconds'] / 60:.0f} min).",
         "",
-        "Latency in ms. *HTTP*: through `python -m service serve`, p50 / p95 / p99, one client "
+        "Latency in ms. *HTTP*: through the service (`bench/serve.py`), p50 / p95 / p99, "
+        "one client "
         f"({plan['repeats']} requests) and {plan['clients']} concurrent clients "
-        f"({plan['clients']} x {plan['concurrent_requests']}). *Engine*: the service's own "
-        "query functions called in-process (median). *new-api*: the SQL new-api sends, on its "
-        "own ClickHouse design, same engine and rows (median). *x*: new-api / gatelog engine.",
+        f"({plan['clients']} x {plan['concurrent_requests']}). *engine in request*: engine "
+        "time inside the request (p50, one client). *engine*: the service's own "
+        "query functions called in-process (median), the same way as new-api's. *overhead*: "
+        "median over requests of the client's latency minus the engine time inside that "
+        "request (one client). *new-api*: the SQL new-api sends, on its own ClickHouse "
+        "design, same engine and rows (median). *x*: new-api / gatelog engine.",
         "",
         f"| case | HTTP 1 client | HTTP {plan['clients']} clients | req/s ({plan['clients']}) "
-        "| engine | overhead | new-api | x |",
-        "|---|---|---|---|---|---|---|---|",
+        "| engine in request | overhead | engine | new-api | x |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in s["cases"].items():
         if row["absent"]:
             http1 = http16 = rps = "not in this build"
-            overhead = "-"
+            overhead = inside = "-"
         else:
             one, many = row["one"], row["many"]
             http1 = f"{_ms(one['p50'])} / {_ms(one['p95'])} / {_ms(one['p99'])}"
             http16 = f"{_ms(many['p50'])} / {_ms(many['p95'])} / {_ms(many['p99'])}"
             rps = f"{many['rps']:.0f}"
             overhead = _ms(row.get("overhead_ms"))
+            inside = _ms(row.get("engine_in_service_ms"))
         speed = f"{row['speedup']:.1f}" if row["speedup"] else "-"
         lines.append(
-            f"| {name}: {row['what']} | {http1} | {http16} | {rps} | {_ms(row['engine_ms'])} "
-            f"| {overhead} | {_ms(row['newapi_ms'])} | {speed} |"
+            f"| {name}: {row['what']} | {http1} | {http16} | {rps} | {inside} | {overhead} "
+            f"| {_ms(row['engine_ms'])} | {_ms(row['newapi_ms'])} | {speed} |"
         )
     ing, imp, gen, dele = (result["http"]["ingest"], result["import"], result["generate"],
                            result["delete"])  # fmt: skip
