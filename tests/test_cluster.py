@@ -53,7 +53,7 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
     engine: Any, schema: list[str]
 ) -> None:
     tables = sharded_tables(schema)
-    assert tables == {"logs", "tokens", "logs_minute", "channel_hour"}
+    assert tables == {"logs", "tokens", "logs_minute", "channel_hour", "import_progress"}
     for sql in [MIGRATIONS_DDL, *schema]:
         statements = render(sql, CLUSTER, tables)
         assert statements
@@ -73,6 +73,7 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
         ("tokens", "ReplicatedReplacingMergeTree", "cityHash64(user_id)"),
         ("logs_minute", "ReplicatedSummingMergeTree", "cityHash64(user_id)"),
         ("channel_hour", "ReplicatedAggregatingMergeTree", "cityHash64(channel_id)"),
+        ("import_progress", "ReplicatedReplacingMergeTree", "cityHash64(source)"),
     ],
 )
 async def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one(
