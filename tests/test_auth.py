@@ -208,3 +208,51 @@ def test_a_key_rotation_accepts_the_old_and_the_new_key_only() -> None:
 def test_a_public_key_setting_without_valid_keys_refuses_to_start(text: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Authenticator(Settings(jwt_public_key=text))
+
+
+ATTACKS = {
+    "alg none": jwt.encode(claims(role=100), None, algorithm="none"),
+    "wrong key": hs(claims(role=100), key="a-different-secret-of-enough-length"),
+    "expired": hs(claims(role=100, exp=NOW - 10)),
+    "nbf in the future": hs(claims(role=100, nbf=NOW + 600)),
+    "no sub": hs(claims(role=100, sub=None)),
+    "no role": hs(claims(role=None)),
+    "no exp": hs(claims(role=100, exp=None)),
+    # A user's real token with the payload of an admin's: the signature no longer fits.
+    "role raised in the payload": ".".join(
+        [hs(claims()).split(".")[0], hs(claims(role=100)).split(".")[1], hs(claims()).split(".")[2]]
+    ),
+    "oversized": hs(claims(role=100, pad="x" * 9000)),
+}
+ROUTES = [
+    ("GET", "/api/log/"), ("GET", "/api/log/search?keyword=a"), ("GET", "/api/log/stat"),
+    ("GET", "/api/log/series"), ("GET", "/api/log/export"),
+    ("DELETE", "/api/log/?target_timestamp=1"), ("GET", "/api/log/self"),
+    ("GET", "/api/log/self/export"), ("GET", "/api/log/self/stat"),
+    ("POST", "/api/internal/tokens"),
+]  # fmt: skip
+ADMIN_ROUTES = [(m, p) for m, p in ROUTES if "/self" not in p and "/internal" not in p]
+
+
+async def test_no_attack_token_gets_data_on_any_route(client: Any, store: Any) -> None:
+    """Each forged, stale, incomplete or oversized token on each protected route, and a
+    user token with the write scope on each admin route: 401 or 403 in the envelope,
+    never data; nothing is written or deleted."""
+    from tests.conftest import ingest, log_row
+
+    await ingest(client, [log_row(user_id=7, created_at=NOW - 86400)])
+    writer_user = hs(claims(role=1, scope="logs:write"))
+    cases = [(name, token, route) for name, token in ATTACKS.items() for route in ROUTES]
+    cases += [("write scope, role 1", writer_user, route) for route in ADMIN_ROUTES]
+    body = [{"id": 1, "key": "k", "name": "t", "user_id": 7, "status": 1}]
+    for name, token, (method, path) in cases:
+        response = await client.request(
+            method, path, headers=bearer(token), json=body if method == "POST" else None
+        )
+        assert response.content_type == "application/json", (name, path)
+        answer = await response.json()
+        assert response.status in (401, 403), (name, path, response.status)
+        assert (answer["success"], answer["data"]) == (False, None), (name, path)
+    rows = await store.query("SELECT count() FROM logs")
+    tokens = await store.query("SELECT count() FROM tokens")
+    assert (rows.scalar(), tokens.scalar()) == (1, 0)
