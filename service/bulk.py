@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import uuid
 from typing import Any
@@ -72,3 +73,18 @@ async def insert_table(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     return rows
+
+
+def progress_bar(total: int, what: str, enabled: bool) -> Any:
+    """A progress bar on stderr with rows/s and an ETA (import and generate)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=what,
+        unit="rows",
+        unit_scale=True,
+        disable=not enabled,
+        file=sys.stderr,
+        smoothing=0.1,
+    )

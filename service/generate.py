@@ -640,7 +640,7 @@ async def write(
 ) -> tuple[int, float]:
     """Generate ``spec`` into the engine; returns (rows, seconds). Generation of the next
     chunk (numpy/pyarrow, mostly outside the GIL) overlaps the engine's insert."""
-    from .bulk import insert_table
+    from .bulk import insert_table, progress_bar
 
     world = world or World(spec)
     spec = world.spec
@@ -648,7 +648,7 @@ async def write(
         store, "tokens", world.tokens_table(version=1), f"generate:{_fingerprint(spec)}:tokens"
     )
     chunks = world.chunks()
-    bar = _bar(spec.rows, "generate", progress)
+    bar = progress_bar(spec.rows, "generate", progress)
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     pending: asyncio.Future[pa.Table] | None = None
@@ -676,20 +676,6 @@ async def write(
 def _fingerprint(spec: Spec) -> str:
     text = f"{spec.rows}:{spec.days}:{spec.seed}:{spec.end}:{spec.first_id}:{spec.users}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _bar(total: int, what: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc=what,
-        unit="rows",
-        unit_scale=True,
-        disable=not enabled,
-        file=sys.stderr,
-        smoothing=0.1,
-    )
 
 
 def _args(p: argparse.ArgumentParser) -> None:

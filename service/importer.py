@@ -487,7 +487,7 @@ async def run_import(
     stop_after_batches: int | None = None,
 ) -> Result:
     """Import ``source`` into ``store``. ``stop_after_batches`` ends early (tests of resume)."""
-    from .bulk import insert_table
+    from .bulk import insert_table, progress_bar
 
     loop = asyncio.get_running_loop()
     reader = await loop.run_in_executor(None, open_reader, source)
@@ -530,7 +530,7 @@ async def run_import(
             lo = hi
         if stop_after_batches is not None:
             windows = windows[:stop_after_batches]
-        bar = _bar(int(total or 0), f"import {source.name}", progress)
+        bar = progress_bar(int(total or 0), f"import {source.name}", progress)
         logs = 0
         first_id = last_id = 0
         pending: asyncio.Future[pa.Table] | None = None
@@ -596,20 +596,6 @@ async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
             store, "tokens", table, f"import:{source.fingerprint}:tokens:{version}:{number}"
         )
     return count
-
-
-def _bar(total: int, what: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc=what,
-        unit="rows",
-        unit_scale=True,
-        disable=not enabled,
-        file=sys.stderr,
-        smoothing=0.1,
-    )
 
 
 def _args(p: argparse.ArgumentParser) -> None:
