@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import command
+from .commands import command
 from .settings import Settings
 
 

@@ -7,11 +7,10 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from .commands import COMMANDS, command
 from .settings import Settings, SettingsError
-
-Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -73,19 +72,6 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     return 0
-
-
-COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None]]] = {}
-
-
-def command(
-    name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None]
-) -> Callable[[Command], Command]:
-    def register(fn: Command) -> Command:
-        COMMANDS[name] = (help_text, fn, configure)
-        return fn
-
-    return register
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:

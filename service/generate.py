@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cli import command
+from .commands import command
 from .settings import Settings
 
 CHUNK_ROWS = 1 << 18

@@ -51,7 +51,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cli import command
+from .commands import command
 from .settings import Settings
 from .store import Store
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from .cli import command
+from .commands import command
 from .deletion import (
     DAY,
     DeleteGuard,
