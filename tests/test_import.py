@@ -33,18 +33,14 @@ from service.importer import (
     to_engine,
     write_progress,
 )
-from service.logs import find_token
+from service.logs import ADMIN_FIELDS, find_token
 from service.store import ChdbStore
 from tests import dbservers
 from tests.conftest import truncate_all
 
 END = 1_764_000_000
 SEED = 7
-ENGINE_COLUMNS = (
-    "id", "user_id", "created_at", "type", "content", "username", "token_name",
-    "model_name", "quota", "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-    "channel_id", "channel_name", "token_id", "group", "ip", "request_id", "other",
-)  # fmt: skip
+ENGINE_COLUMNS = ADMIN_FIELDS  # every field of the admin log item, in the API order
 AWKWARD_TEXT = (
     "", "a,b", 'say "hi"', "line one\nline two", "tab\there", "back\\slash", "\\N",
     "模型倍率 2.50，补全倍率 4.00", "emoji 🚀✨", "'quoted'", "  spaces  ", "NULL", ",,,",
