@@ -272,6 +272,28 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "required": ["key", *SERIES_FIELDS, "buckets"],
             "additionalProperties": False,
         },
+        "Percentiles": {
+            "type": "object",
+            "description": "nearest-rank percentiles (the smallest value with at least p% of "
+            "the values <= it); null when no log counts",
+            "properties": {p: {"type": ["number", "null"]} for p in ("p50", "p95", "p99")},
+            "required": ["p50", "p95", "p99"],
+            "additionalProperties": False,
+        },
+        "Performance": {
+            "type": "object",
+            "description": "latency and errors over the range; groups (with group_by) by "
+            "requests + errors, most first",
+            "properties": {
+                "group_by": {"type": ["string", "null"]},
+                "total": ref("schemas", "PerformanceFigures"),
+                "groups": {"type": "array", "items": ref("schemas", "PerformanceGroup")},
+            },
+            "required": ["group_by", "total", "groups"],
+            "additionalProperties": False,
+        },
+        "PerformanceFigures": _performance_figures(),
+        "PerformanceGroup": _performance_figures(key=True),
         "Series": {
             "type": "object",
             "description": "zero-filled buckets from the one holding start_timestamp to the "
@@ -304,6 +326,34 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "minItems": 1,
             "maxItems": settings.max_batch_rows,
         },
+    }
+
+
+def _performance_figures(key: bool = False) -> Schema:
+    properties: Schema = {
+        "requests": {"type": "integer", "description": "consume logs (type 2)"},
+        "errors": {"type": "integer", "description": "error logs (type 5)"},
+        "error_rate": {
+            "type": ["number", "null"],
+            "description": "errors / (requests + errors); null when both are 0",
+        },
+        "use_time": {
+            **ref("schemas", "Percentiles"),
+            "description": "seconds, over consume logs; exact",
+        },
+        "frt_ms": {
+            **ref("schemas", "Percentiles"),
+            "description": "first-token time (frt in other, ms) over consume logs with a "
+            "positive frt; within 2% of the exact percentile",
+        },
+    }
+    if key:
+        properties = {"key": {"type": ["string", "integer"]}, **properties}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
     }
 
 
@@ -407,6 +457,8 @@ USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series
 USER_SERIES += _DIMENSIONS
 ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
+USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
+ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]
 READ_ERRORS = ("400", "401", "403", "503")
 
 
@@ -538,6 +590,20 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "get": _operation(
                 "myLogSeries", "My usage over time in buckets", "stats", USER_SERIES,
                 _ok(series, "buckets in time order"), READ_ERRORS,
+            )
+        },
+        "/api/log/performance": {
+            "get": _operation(
+                "logPerformance", "Latency percentiles and error rates (admin)", "stats",
+                ADMIN_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                READ_ERRORS,
+            )
+        },
+        "/api/log/self/performance": {
+            "get": _operation(
+                "myLogPerformance", "My latency percentiles and error rates", "stats",
+                USER_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                READ_ERRORS,
             )
         },
         "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},

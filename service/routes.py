@@ -21,6 +21,8 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/self/stat", stats.stat_self),
             web.get("/api/log/series", stats.series_all),
             web.get("/api/log/self/series", stats.series_self),
+            web.get("/api/log/performance", stats.performance_all),
+            web.get("/api/log/self/performance", stats.performance_self),
             web.get("/api/log/export", export.export_all),
             web.get("/api/log/self/export", export.export_self),
             web.post("/api/internal/logs", ingest.ingest_logs),
