@@ -13,8 +13,8 @@ from aiohttp import web
 from .auth import Authenticator
 from .deletion import DeleteGuard
 from .errors import EngineUnavailable
-from .ingest import IdGenerator
 from .gateway_auth import GatewayAuth
+from .ingest import IdGenerator
 from .keys import (
     AUTH,
     CLOCK,

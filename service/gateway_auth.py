@@ -161,7 +161,7 @@ class GatewayAuth:
                     body = await response.json(content_type=None)
                 except (ValueError, UnicodeDecodeError):
                     body = None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("gateway sign-in check failed: %s", type(exc).__name__)
             raise GatewayUnavailable(
                 "the gateway cannot be reached to check the sign-in; retry later"

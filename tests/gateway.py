@@ -66,9 +66,13 @@ class Gateway:
 
     # ---- credentials as the gateway issues them -----------------------------------
     def session_cookie(self, user: User) -> str:
-        payload = json.dumps(
-            {"id": user.id, "username": user.username, "role": user.role, "status": user.status}
-        ).encode().hex()
+        payload = (
+            json.dumps(
+                {"id": user.id, "username": user.username, "role": user.role, "status": user.status}
+            )
+            .encode()
+            .hex()
+        )
         mac = hmac.new(SESSION_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
         return f"session={payload}|{mac}"
 
@@ -163,8 +167,12 @@ class Gateway:
             return self._answer(user)
         try:
             claims = jwt.decode(
-                token, ACCESS_KEY, algorithms=["HS256"], audience="new-api-dashboard",
-                issuer="new-api", options={"require": ["exp", "sub", "sid"]},
+                token,
+                ACCESS_KEY,
+                algorithms=["HS256"],
+                audience="new-api-dashboard",
+                issuer="new-api",
+                options={"require": ["exp", "sub", "sid"]},
             )
         except jwt.ExpiredSignatureError:
             return _failure(401, "登录已过期", code="AUTH_EXPIRED")

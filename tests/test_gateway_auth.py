@@ -165,7 +165,9 @@ async def test_jwt_scheme(seeded: Any, settings: Settings, gateway: Gateway) -> 
         status, body = await status_and_body(client, "/api/log/self", valid)
         assert status == 200 and body["data"]["total"] == 1, body
         # a personal access token needs no New-Api-User in this scheme
-        status, body = await status_and_body(client, "/api/log/self", {"Authorization": "pat-of-bob"})
+        status, body = await status_and_body(
+            client, "/api/log/self", {"Authorization": "pat-of-bob"}
+        )
         assert status == 200 and body["data"]["total"] == 1, body
 
         expired = {"Authorization": "Bearer " + gateway.access_jwt(bob, now=NOW - 3600)}
@@ -229,7 +231,12 @@ async def test_only_the_three_headers_reach_the_gateway(
         assert name not in received
     # what aiohttp's client adds by itself, and nothing of the caller's
     assert set(received) <= {
-        "Cookie", "New-Api-User", "Host", "Accept", "Accept-Encoding", "User-Agent",
+        "Cookie",
+        "New-Api-User",
+        "Host",
+        "Accept",
+        "Accept-Encoding",
+        "User-Agent",
     }
 
 
