@@ -13,8 +13,19 @@ from aiohttp import web
 from .auth import Authenticator
 from .deletion import DeleteGuard
 from .errors import EngineUnavailable
+from .gateway_auth import GatewayAuth
 from .ingest import IdGenerator
-from .keys import AUTH, CLOCK, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE, TOKEN_LIMITER
+from .keys import (
+    AUTH,
+    CLOCK,
+    DELETE_GUARD,
+    GATEWAY,
+    IDS,
+    METRICS,
+    SETTINGS,
+    STORE,
+    TOKEN_LIMITER,
+)
 from .metrics import Metrics
 from .migrate import migrate
 from .ratelimit import RateLimiter, parse_networks
@@ -49,6 +60,18 @@ def create_app(
     )
     app[IDS] = IdGenerator(settings.node_id)
     app[CLOCK] = clock or time.time
+    settings.check_gateway()
+    settings.check_time_zone()
+    if settings.gateway_url:
+        app[GATEWAY] = GatewayAuth(
+            settings.gateway_url,
+            ttl=settings.gateway_auth_ttl_seconds,
+            negative_ttl=settings.gateway_auth_negative_ttl_seconds,
+            timeout=settings.gateway_timeout_seconds,
+            max_entries=settings.gateway_auth_cache_size,
+            clock=app[CLOCK],
+        )
+        app.on_cleanup.append(_close_gateway)
     app[DELETE_GUARD] = DeleteGuard()
     app[METRICS] = Metrics()
     app.on_response_prepare.append(stamp_request_id)
@@ -58,6 +81,10 @@ def create_app(
         app.cleanup_ctx.append(_retention)
     setup_routes(app)
     return app
+
+
+async def _close_gateway(app: web.Application) -> None:
+    await app[GATEWAY].close()
 
 
 async def _retention(app: web.Application) -> AsyncIterator[None]:

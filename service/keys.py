@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .auth import Authenticator
 from .deletion import DeleteGuard
+from .gateway_auth import GatewayAuth
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
@@ -24,3 +25,5 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 #: orders history deletes and retention against the ingest of older logs
 DELETE_GUARD = web.AppKey("delete_guard", DeleteGuard)
 METRICS = web.AppKey("metrics", Metrics)
+#: delegated sign-in through the gateway; absent without GATELOG_GATEWAY_URL
+GATEWAY = web.AppKey("gateway", GatewayAuth)

@@ -29,6 +29,16 @@ class Settings:
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Delegated sign-in: the gateway (new-api) whose GET /api/user/self vouches for
+    # callers without a gatelog JWT; its answers are reused for the TTL (refusals for
+    # the shorter negative TTL), at most gateway_auth_cache_size of them.
+    gateway_url: str | None = None
+    gateway_auth_ttl_seconds: float = 10.0
+    gateway_auth_negative_ttl_seconds: float = 2.0
+    gateway_auth_cache_size: int = 10_000
+    gateway_timeout_seconds: float = 3.0
+    # The zone of "today" and the default `tz` of series and /api/data.
+    time_zone: str = "UTC"
     # HTTP.
     host: str = "0.0.0.0"
     port: int = 8080
@@ -80,6 +90,31 @@ class Settings:
                 "print(secrets.token_urlsafe(32))')`) or GATELOG_JWT_PUBLIC_KEY "
                 "(PEM public key for RS256/ES256)"
             )
+
+    def check_gateway(self) -> None:
+        if self.gateway_url is None:
+            return
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.gateway_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(
+                f"GATELOG_GATEWAY_URL must be the gateway's base URL such as "
+                f"http://new-api:3000, got {self.gateway_url!r}"
+            )
+        if parts.username or parts.password:
+            raise SettingsError("GATELOG_GATEWAY_URL must not hold a user or password")
+
+    def check_time_zone(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"GATELOG_TIME_ZONE must be an IANA zone such as UTC or Asia/Shanghai, "
+                f"got {self.time_zone!r}"
+            ) from None
 
     @property
     def embedded(self) -> bool:

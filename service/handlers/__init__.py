@@ -6,13 +6,23 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import Principal
-from ..keys import AUTH
+from ..errors import Unauthorized
+from ..keys import AUTH, GATEWAY
 
 
-def principal(request: web.Request, role: int) -> Principal:
-    """The caller, authenticated and holding at least ``role`` (401/403 otherwise)."""
+async def principal(request: web.Request, role: int) -> Principal:
+    """The caller, authenticated and holding at least ``role`` (401/403 otherwise).
+
+    A valid gatelog JWT decides alone; without one, and with ``GATELOG_GATEWAY_URL``
+    set, the gateway is asked whether the caller's own credentials sign them in."""
     from ..auth import require_role
 
-    who = request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    try:
+        who = request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    except Unauthorized:
+        gateway = request.app.get(GATEWAY)
+        if gateway is None:
+            raise
+        who = await gateway.authenticate(request.headers)
     require_role(who, role)
     return who

@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 
 
 async def export_all(request: web.Request) -> web.StreamResponse:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
     return await _export(request, flt, ADMIN_FIELDS, user_view=False)
 
 
 async def export_self(request: web.Request) -> web.StreamResponse:
-    who = principal(request, ROLE_USER)
+    who = await principal(request, ROLE_USER)
     flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
     flt.user_id = who.user_id
     return await _export(request, flt, USER_FIELDS, user_view=True)

@@ -30,7 +30,7 @@ def _target(request: web.Request) -> int:
 
 
 async def delete_history(request: web.Request) -> web.Response:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     target = _target(request)
     settings = request.app[SETTINGS]
     # Shielded: a client that hangs up must not stop the delete between its statements.

@@ -22,7 +22,7 @@ KEY_SPACE = " \t\r\n\f\v"
 
 
 async def list_all(request: web.Request) -> web.Response:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     settings = request.app[SETTINGS]
     flt = parse_filter(request.query, settings, admin=True)
     page = get_page(request.query, settings.page_size_default, settings.page_size_max)
@@ -31,7 +31,7 @@ async def list_all(request: web.Request) -> web.Response:
 
 
 async def list_self(request: web.Request) -> web.Response:
-    who = principal(request, ROLE_USER)
+    who = await principal(request, ROLE_USER)
     settings = request.app[SETTINGS]
     flt = parse_filter(request.query, settings, admin=False)
     flt.user_id = who.user_id
@@ -49,14 +49,14 @@ def _search_args(request: web.Request, admin: bool):  # type: ignore[no-untyped-
 
 
 async def search_all(request: web.Request) -> web.Response:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     keyword, page, flt = _search_args(request, admin=True)
     items = await search(request.app[STORE], flt, keyword, page, ADMIN_FIELDS, user_view=False)
     return ok(items)
 
 
 async def search_self(request: web.Request) -> web.Response:
-    who = principal(request, ROLE_USER)
+    who = await principal(request, ROLE_USER)
     keyword, page, flt = _search_args(request, admin=False)
     flt.user_id = who.user_id
     items = await search(request.app[STORE], flt, keyword, page, USER_FIELDS, user_view=True)

@@ -19,13 +19,13 @@ DEFAULT_SPAN = 86400
 
 
 async def stat_all(request: web.Request) -> web.Response:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
     return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
 
 
 async def stat_self(request: web.Request) -> web.Response:
-    who = principal(request, ROLE_USER)
+    who = await principal(request, ROLE_USER)
     flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
     flt.user_id = who.user_id
     return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
@@ -49,7 +49,7 @@ def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> Series
 
 
 async def series_all(request: web.Request) -> web.Response:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     settings = request.app[SETTINGS]
     flt = parse_filter(request.query, settings, admin=True)
     wanted = _series_request(request, flt, admin=True)
@@ -60,7 +60,7 @@ async def series_all(request: web.Request) -> web.Response:
 
 
 async def series_self(request: web.Request) -> web.Response:
-    who = principal(request, ROLE_USER)
+    who = await principal(request, ROLE_USER)
     settings = request.app[SETTINGS]
     flt = parse_filter(request.query, settings, admin=False)
     flt.user_id = who.user_id
