@@ -80,14 +80,14 @@ def _group_by(request: web.Request, admin: bool) -> str | None:
 
 
 async def performance_all(request: web.Request) -> web.Response:
-    principal(request, ROLE_ADMIN)
+    await principal(request, ROLE_ADMIN)
     flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
     group_by = _group_by(request, admin=True)
     return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_ADMIN))
 
 
 async def performance_self(request: web.Request) -> web.Response:
-    who = principal(request, ROLE_USER)
+    who = await principal(request, ROLE_USER)
     flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
     flt.user_id = who.user_id
     group_by = _group_by(request, admin=False)
