@@ -15,6 +15,7 @@ from . import __version__, logs
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
 from .params import LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP
 from .settings import Settings
+from .usage import zone_names
 
 Schema = dict[str, Any]
 JSON = "application/json"
@@ -201,6 +202,26 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "group_by_admin": query(
             "group_by", {"type": "string", "enum": list(GROUP_BY_ADMIN)}, "one series per value"
         ),
+        "tz": query(
+            "tz",
+            {"type": "string", "enum": sorted(zone_names())},
+            "IANA time zone whose hours (and days) the buckets follow; default "
+            "GATELOG_TIME_ZONE (UTC unless set)",
+        ),
+        "data_start": query(
+            "start_timestamp",
+            timestamp,
+            "hours starting at or after this Unix second (0 or missing: a day before the end)",
+        ),
+        "data_end": query(
+            "end_timestamp",
+            timestamp,
+            "hours starting at or before this Unix second (missing: now)",
+        ),
+        "data_username": query("username", text, "exact user name: rows per user"),
+        "default_time": query(
+            "default_time", STR, "sent by the gateway's UI and ignored, as the gateway does"
+        ),
         "format": query(
             "format",
             {"type": "string", "enum": list(EXPORT_FORMATS), "default": "csv"},
@@ -308,6 +329,35 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "series": {"type": "array", "items": ref("schemas", "SeriesGroup")},
             },
             "required": ["interval", "start_timestamp", "end_timestamp", "group_by", "buckets"],
+            "additionalProperties": False,
+        },
+        "UsageRow": {
+            "type": "object",
+            "description": "one hour of one model: consume logs, their quota and prompt + "
+            "completion tokens; created_at is the hour's start",
+            "properties": {name: INT for name in ("created_at", "count", "quota", "token_used")}
+            | {"model_name": STR},
+            "required": ["model_name", "created_at", "count", "quota", "token_used"],
+            "additionalProperties": False,
+        },
+        "UsageUserRow": {
+            "type": "object",
+            "description": "one hour of one model and one user",
+            "properties": {
+                name: INT
+                for name in ("id", "user_id", "created_at", "count", "quota", "token_used")
+            }
+            | {"model_name": STR, "username": STR},
+            "required": [
+                "id",
+                "user_id",
+                "username",
+                "model_name",
+                "created_at",
+                "count",
+                "quota",
+                "token_used",
+            ],
             "additionalProperties": False,
         },
         "IngestLog": _ingest_row(LOG_FIELDS, "A log to store; `id` is assigned when absent."),
@@ -604,6 +654,36 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 "myLogPerformance", "My latency percentiles and error rates", "stats",
                 USER_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
                 READ_ERRORS,
+            )
+        },
+        **{
+            path: {
+                "get": _operation(
+                    op_id, "Hourly usage per model for the gateway dashboard (admin)",
+                    "stats", ["data_start", "data_end", "data_username", "tz", "default_time"],
+                    _ok({"type": "array", "items": {"anyOf": [
+                        ref("schemas", "UsageRow"), ref("schemas", "UsageUserRow")]}},
+                        "rows per hour and model, summed over users (per user with "
+                        "username)"),
+                    READ_ERRORS,
+                )
+            }
+            for path, op_id in (("/api/data/", "usageData"), ("/api/data", "usageDataNoSlash"))
+        },
+        **{
+            path: {
+                "get": _operation(
+                    op_id, "My hourly usage per model for the gateway dashboard", "stats",
+                    ["data_start", "data_end", "tz", "default_time"],
+                    _ok({"type": "array", "items": ref("schemas", "UsageUserRow")},
+                        "rows per hour and model"),
+                    READ_ERRORS,
+                    description="A range over 30 days is a 400 with the gateway's message "
+                    "时间跨度不能超过 1 个月.",
+                )
+            }
+            for path, op_id in (
+                ("/api/data/self", "myUsageData"), ("/api/data/self/", "myUsageDataSlash")
             )
         },
         "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from .handlers import export, history, ingest, logs, ops, stats
+from .handlers import export, history, ingest, logs, ops, stats, usage
 from .keys import SETTINGS
 
 
@@ -25,6 +25,10 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/self/performance", stats.performance_self),
             web.get("/api/log/export", export.export_all),
             web.get("/api/log/self/export", export.export_self),
+            web.get("/api/data/", usage.data_all),
+            web.get("/api/data", usage.data_all),
+            web.get("/api/data/self", usage.data_self),
+            web.get("/api/data/self/", usage.data_self),
             web.post("/api/internal/logs", ingest.ingest_logs),
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),
