@@ -22,6 +22,7 @@ from .keys import (
     GATEWAY,
     IDS,
     METRICS,
+    READY_CACHE,
     SETTINGS,
     STORE,
     TOKEN_LIMITER,
@@ -74,6 +75,7 @@ def create_app(
         app.on_cleanup.append(_close_gateway)
     app[DELETE_GUARD] = DeleteGuard()
     app[METRICS] = Metrics()
+    app[READY_CACHE] = {}
     app.on_response_prepare.append(stamp_request_id)
     app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_engine(store))

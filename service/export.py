@@ -139,10 +139,16 @@ async def export_blocks(
         cond, extra = _range("created_at", w_lo, w_hi)
         sql = f"SELECT {columns} FROM logs WHERE {where} AND {cond} {ORDER}"
         blocks = store.stream(sql, {**params, **extra}, settings={"max_block_size": block_rows})
+        # The whole window is read before any of it is handed on: the engine (a chDB
+        # thread, or a server's query) is released before the client is written to, so
+        # a slow or stalled client holds memory for one window, never engine capacity.
+        window: list[list[tuple[Any, ...]]] = []
         async with aclosing(blocks) as rows:  # type: ignore[type-var]
             async for block in rows:
                 if block:
-                    yield shape(block, fields, user_view)
+                    window.append(block)
+        while window:
+            yield shape(window.pop(0), fields, user_view)
 
 
 def _csv_value(value: Any) -> Any:

@@ -27,3 +27,5 @@ DELETE_GUARD = web.AppKey("delete_guard", DeleteGuard)
 METRICS = web.AppKey("metrics", Metrics)
 #: delegated sign-in through the gateway; absent without GATELOG_GATEWAY_URL
 GATEWAY = web.AppKey("gateway", GatewayAuth)
+#: /readyz's last outcome and its probe in flight (see handlers/ops.readyz)
+READY_CACHE: web.AppKey[dict[str, object]] = web.AppKey("ready_cache", dict)

@@ -31,6 +31,7 @@ ERROR_KINDS: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     429: "rate_limited",
     503: "engine_unavailable",
@@ -77,6 +78,16 @@ class Metrics:
             "gatelog_deleted_rows", "Log rows deleted, by source", ["source"], registry=r
         )
         self.errors = Counter("gatelog_errors", "Error answers by kind", ["kind"], registry=r)
+        self.slow_clients = Counter(
+            "gatelog_slow_clients",
+            "Connections cut because the client was too slow: a streamed answer not "
+            "accepted within GATELOG_SEND_TIMEOUT_SECONDS (send) or a request body not "
+            "received within GATELOG_BODY_TIMEOUT_SECONDS (body)",
+            ["direction"],
+            registry=r,
+        )
+        for direction in ("send", "body"):
+            self.slow_clients.labels(direction)
         # Every known series exists from the start (at 0), so rates and alerts work
         # before the first event.
         for kind in INGEST_KINDS:
@@ -97,6 +108,9 @@ class Metrics:
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()
+
+    def slow_client(self, direction: str) -> None:
+        self.slow_clients.labels(direction).inc()
 
     def rows_ingested(self, kind: str, rows: int) -> None:
         self.ingested.labels(kind).inc(rows)

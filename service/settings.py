@@ -67,6 +67,12 @@ class Settings:
     node_id: int = field(default_factory=lambda: os.getpid() % 1024)
     engine_threads: int = 4
     engine_timeout_seconds: float = 30.0
+    # Slow clients: a streamed answer whose client takes longer than this to accept one
+    # chunk is cut; a request body not received whole within body_timeout is a 408.
+    send_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = 30.0
+    # /readyz reuses its last engine probe for this long (anonymous probes cost nothing).
+    readyz_cache_seconds: float = 2.0
     log_level: str = "INFO"
 
     @classmethod

@@ -9,6 +9,7 @@ structured log line per request (``service.jsonlog`` renders it as one JSON obje
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -20,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError, EngineError
-from .keys import METRICS
+from .keys import METRICS, SETTINGS
 from .metrics import ENGINE_ERROR, UNMATCHED, error_kind
 
 log = logging.getLogger("gatelog.request")
@@ -83,6 +84,26 @@ async def stamp_request_id(request: web.Request, response: web.StreamResponse) -
         response.headers["X-Request-Id"] = request[REQUEST_ID]
 
 
+class BodyTimeout(Exception):
+    """The request body did not arrive within GATELOG_BODY_TIMEOUT_SECONDS."""
+
+
+async def read_body(request: web.Request) -> None:
+    """Read a request's body (aiohttp keeps it for the handler's ``read()``/``json()``)
+    within the body timeout, so a writer trickling bytes is cut, not held for minutes."""
+    if not request.body_exists:
+        return
+    settings = request.app.get(SETTINGS)
+    timeout = settings.body_timeout_seconds if settings is not None else 30.0
+    try:
+        await asyncio.wait_for(request.read(), timeout=timeout)
+    except TimeoutError:
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.slow_client("body")
+        raise BodyTimeout from None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one error path, and per request: the id, the metrics and one log line."""
@@ -95,7 +116,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if metrics is not None:
         metrics.in_flight.inc()
     try:
+        await read_body(request)
         response = await handler(request)
+    except BodyTimeout:
+        response = fail(408, "request body not received in time: send it whole and promptly")
+        response.force_close()
     except ApiError as exc:
         headers = getattr(exc, "headers", None)
         response = fail(exc.status, exc.message, headers)

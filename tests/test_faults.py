@@ -79,7 +79,8 @@ async def call(client: TestClient[Any, Any], method: str, path: str, headers: An
 async def test_engine_down_then_back(store: Any, settings: Any) -> None:
     port = free_port()
     http = HttpStore(f"http://default:@127.0.0.1:{port}/{store.database}", timeout=3.0)
-    app = create_app(replace(settings, token_lookup_rate=0), store=http)
+    # Readiness is probed afresh each call here (no cache): it must follow the engine.
+    app = create_app(replace(settings, token_lookup_rate=0, readyz_cache_seconds=0), store=http)
     server = ClickHouseHTTPServer(store.path)
     routes = endpoints(app)
     assert len(routes) >= 7

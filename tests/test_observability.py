@@ -143,7 +143,7 @@ async def test_readiness_fails_until_every_schema_file_is_applied(
 ) -> None:
     from service.migrate import schema_dir
 
-    client = await make_client()
+    client = await make_client(readyz_cache_seconds=0)  # probed afresh on each call
     assert (await client.get("/readyz")).status == 200
     for path in schema_dir().glob("*.sql"):
         (tmp_path / path.name).write_text(path.read_text())

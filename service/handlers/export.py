@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import asyncio
 from collections.abc import Sequence
 from contextlib import aclosing
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from .. import export
 from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import ApiError, InvalidParameter
-from ..keys import CLOCK, SETTINGS, STORE
+from ..keys import CLOCK, METRICS, SETTINGS, STORE
 from ..logs import ADMIN_FIELDS, USER_FIELDS
 from ..params import LogFilter, get_str, parse_filter
 from ..web import REQUEST_ID
@@ -49,6 +50,12 @@ async def _export(
         settings.export_block_rows,
     )
     totals = export.ExportTotals()
+    send_timeout = settings.send_timeout_seconds
+
+    async def send(chunk: bytes) -> None:
+        # A client that does not take a chunk within the send timeout is cut.
+        await asyncio.wait_for(response.write(chunk), timeout=send_timeout)
+
     async with aclosing(blocks):
         # The first block is fetched before the response starts, so that a bad request
         # or an engine that is down is still answered with a status and the envelope.
@@ -65,7 +72,7 @@ async def _export(
         await response.prepare(request)
         try:
             if fmt == "csv":
-                await response.write(export.csv_header(fields))
+                await send(export.csv_header(fields))
             pending = first
             while pending is not None:
                 totals.add(pending)
@@ -74,11 +81,17 @@ async def _export(
                     if fmt == "csv"
                     else export.ndjson_rows(pending)
                 )
-                await response.write(chunk)
+                await send(chunk)
                 pending = await anext(blocks, None)
-            await response.write(
-                export.csv_totals(totals) if fmt == "csv" else export.ndjson_totals(totals)
-            )
+            await send(export.csv_totals(totals) if fmt == "csv" else export.ndjson_totals(totals))
+        except TimeoutError:
+            log.info("export: client too slow, cut after %d rows", totals.rows)
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                metrics.slow_client("send")
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         except ConnectionResetError:
             log.info("export: the client went away after %d rows", totals.rows)
             return response
@@ -88,8 +101,8 @@ async def _export(
             log.exception("export failed after %d rows", totals.rows)
             line = export.csv_error(message) if fmt == "csv" else export.ndjson_error(message)
             try:
-                await response.write(line)
-            except ConnectionResetError:
+                await send(line)
+            except (ConnectionResetError, TimeoutError):
                 return response
     await response.write_eof()
     return response

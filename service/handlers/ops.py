@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from ..keys import METRICS, SETTINGS, STORE
+from ..keys import CLOCK, METRICS, READY_CACHE, SETTINGS, STORE
 from ..migrate import is_current
 from ..openapi import document
 from ..web import dumps, fail, ok
@@ -14,12 +16,35 @@ async def healthz(request: web.Request) -> web.Response:
     return ok("ok")
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def _probe(request: web.Request) -> str | None:
+    """None when ready, else why not (one engine round trip or two)."""
     store = request.app[STORE]
     if not await store.ping():
-        return fail(503, "the log engine is unreachable")
+        return "the log engine is unreachable"
     if not await is_current(store):
-        return fail(503, "the schema is not applied yet")
+        return "the schema is not applied yet"
+    return None
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the engine answers and the schema is current. The outcome is reused
+    for GATELOG_READYZ_CACHE_SECONDS and concurrent probes share one engine call, so
+    anonymous probes cannot load the engine."""
+    app = request.app
+    cache = app[READY_CACHE]
+    now = app[CLOCK]()
+    ttl = app[SETTINGS].readyz_cache_seconds
+    if "at" in cache and now - float(cache["at"]) < ttl:  # type: ignore[arg-type]
+        reason = cache["reason"]
+    else:
+        pending = cache.get("pending")
+        if not isinstance(pending, asyncio.Future) or pending.done():
+            pending = asyncio.ensure_future(_probe(request))
+            cache["pending"] = pending
+        reason = await asyncio.shield(pending)
+        cache.update(at=app[CLOCK](), reason=reason)
+    if reason is not None:
+        return fail(503, str(reason))
     return ok("ready")
 
 
