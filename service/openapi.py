@@ -407,6 +407,37 @@ def _performance_figures(key: bool = False) -> Schema:
     }
 
 
+def _dashboard_paths() -> dict[str, dict[str, Schema]]:
+    """The web dashboard (docs/dashboard.md): a page and its assets, no credentials
+    (the page signs in against the API itself)."""
+    moved = {"302": {"description": "to /dashboard/", "headers": {
+        "Location": {"schema": {"type": "string", "const": "/dashboard/"}}}}}  # fmt: skip
+
+    def static(op_id: str, summary: str, types: list[str], **extra: Any) -> Schema:
+        return {
+            "operationId": op_id, "summary": summary, "tags": ["dashboard"],
+            "responses": {
+                "200": {"description": summary, "content": {t: {"schema": STR} for t in types}},
+                **({"404": {"description": "no such asset"}} if extra else {}),
+            },
+            "security": [], **extra,
+        }  # fmt: skip
+
+    assets = ["app.js", "app.css", "plotly.min.js"]
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": assets}}  # fmt: skip
+    return {
+        "/": {"get": {"operationId": "root", "summary": "Redirect to the dashboard",
+                      "tags": ["dashboard"], "responses": moved, "security": []}},
+        "/dashboard": {"get": {"operationId": "dashboardNoSlash", "summary": "Redirect",
+                               "tags": ["dashboard"], "responses": moved, "security": []}},
+        "/dashboard/": {"get": static("dashboard", "The web dashboard", ["text/html"])},
+        "/dashboard/assets/{name}": {"get": static(
+            "dashboardAsset", "A script or style of the dashboard", ["text/javascript", "text/css"],
+            parameters=[name])},
+    }  # fmt: skip
+
+
 def _page(item: str) -> Schema:
     return {
         "type": "object",
@@ -686,6 +717,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 ("/api/data/self", "myUsageData"), ("/api/data/self/", "myUsageDataSlash")
             )
         },
+        **_dashboard_paths(),
         "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},
         "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", USER_FILTERS)},
         "/api/internal/logs": {
@@ -761,6 +793,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "tags": [
             {"name": "logs", "description": "list, search, token lookup, export, delete"},
             {"name": "stats", "description": "statistics and series"},
+            {"name": "dashboard", "description": "the web dashboard (HTML, scripts, styles)"},
             {"name": "ingest", "description": "how the gateway sends logs and tokens"},
             {"name": "operations", "description": "probes, metrics, this document"},
         ],
