@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from .cluster import local_table, on_cluster, system_table
+from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
 from .stats import ROLLUP
 from .store import Store
 
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 
 DAY = 86400
 RAW = "logs"
-TABLES = (RAW, ROLLUP)
+#: every table partitioned by day that holds rows derived from ``logs``; the rollups are
+#: dropped with the raw day and corrected for the partial day (``_CORRECTIONS``)
+ROLLUPS = (ROLLUP, PERF_ROLLUP)
+TABLES = (RAW, *ROLLUPS)
 _PARTITION_ID = re.compile(r"^\d{8}$")
 
 _ROLLUP_COLUMNS = (
@@ -64,6 +68,18 @@ FROM {RAW}
 WHERE {_WINDOW}
 GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`
 """
+# The same for the latency histogram rollup (schema/030): its cells as the view makes them.
+_PERF_OF_WINDOW = f"""
+INSERT INTO {PERF_ROLLUP} (minute, user_id, type, username, token_name, model_name,
+                           channel_id, `group`, use_time, frt_bucket, n)
+SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
+       model_name, channel_id, `group`, {USE_TIME_SQL} AS ut, {FRT_BUCKET_SQL} AS fb,
+       {{sign}}toInt64(count())
+FROM {RAW}
+WHERE {_WINDOW} AND type IN (2, 5)
+GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`, ut, fb
+"""
+_CORRECTIONS = (_ROLLUP_OF_WINDOW, _PERF_OF_WINDOW)
 
 
 class DeleteGuard:
@@ -188,14 +204,16 @@ async def drop_days(
     """Drop the chosen day partitions of both tables, ``per_statement`` per ALTER, and
     count the raw rows that went with them (counted before each batch is dropped)."""
     raw = set(partitions.get(RAW, ()))
-    rollup = set(partitions.get(ROLLUP, ()))
+    rollups = {table: set(partitions.get(table, ())) for table in ROLLUPS}
     report = DropReport()
     for batch in batches(sorted(set(chosen)), per_statement):
         raw_batch = [pid for pid in batch if pid in raw]
         report.rows.update(await count_partitions(store, raw_batch))
         await drop_partitions(store, RAW, raw_batch)
-        await drop_partitions(store, ROLLUP, [pid for pid in batch if pid in rollup])
-        report.rollup_only.extend(pid for pid in batch if pid in rollup and pid not in raw)
+        for table, present in rollups.items():
+            await drop_partitions(store, table, [pid for pid in batch if pid in present])
+        in_rollup = set().union(*rollups.values())
+        report.rollup_only.extend(pid for pid in batch if pid in in_rollup and pid not in raw)
     return report
 
 
@@ -206,14 +224,18 @@ async def delete_range_of_day(store: Store, lo: int, hi: int) -> int:
     if count == 0:
         return 0
     no_dedup = {"insert_deduplicate": 0}  # a correction is never a retried ingest batch
-    await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", "-"), params, settings=no_dedup)
+    corrected = []
     try:
+        for correction in _CORRECTIONS:
+            await store.command(correction.replace("{sign}", "-"), params, settings=no_dedup)
+            corrected.append(correction)
         target = local_table(RAW, store.cluster) + on_cluster(store.cluster)
         await store.command(f"DELETE FROM {target} WHERE {_WINDOW}", params)
     except Exception:
-        # Put back in the rollup what is still in the raw table (all of it if the delete
-        # did nothing), so a failed delete leaves both tables agreeing.
-        await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", ""), params, settings=no_dedup)
+        # Put back in the rollups what is still in the raw table (all of it if the delete
+        # did nothing), so a failed delete leaves the tables agreeing.
+        for correction in corrected:
+            await store.command(correction.replace("{sign}", ""), params, settings=no_dedup)
         raise
     return count
 
@@ -234,7 +256,7 @@ async def delete_before(
         partitions = await existing_partitions(store)
         older = sorted(
             pid
-            for pid in set(partitions[RAW]) | set(partitions[ROLLUP])
+            for pid in set().union(*partitions.values())
             if (day := partition_day(pid)) is not None and day_start(day) < midnight
         )
         report = await drop_days(store, partitions, older, per_statement)

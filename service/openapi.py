@@ -305,6 +305,28 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "required": ["key", *SERIES_FIELDS, "buckets"],
             "additionalProperties": False,
         },
+        "Percentiles": {
+            "type": "object",
+            "description": "nearest-rank percentiles (the smallest value with at least p% of "
+            "the values <= it); null when no log counts",
+            "properties": {p: {"type": ["number", "null"]} for p in ("p50", "p95", "p99")},
+            "required": ["p50", "p95", "p99"],
+            "additionalProperties": False,
+        },
+        "Performance": {
+            "type": "object",
+            "description": "latency and errors over the range; groups (with group_by) by "
+            "requests + errors, most first",
+            "properties": {
+                "group_by": {"type": ["string", "null"]},
+                "total": ref("schemas", "PerformanceFigures"),
+                "groups": {"type": "array", "items": ref("schemas", "PerformanceGroup")},
+            },
+            "required": ["group_by", "total", "groups"],
+            "additionalProperties": False,
+        },
+        "PerformanceFigures": _performance_figures(),
+        "PerformanceGroup": _performance_figures(key=True),
         "Series": {
             "type": "object",
             "description": "zero-filled buckets from the one holding start_timestamp to the "
@@ -367,6 +389,65 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "maxItems": settings.max_batch_rows,
         },
     }
+
+
+def _performance_figures(key: bool = False) -> Schema:
+    properties: Schema = {
+        "requests": {"type": "integer", "description": "consume logs (type 2)"},
+        "errors": {"type": "integer", "description": "error logs (type 5)"},
+        "error_rate": {
+            "type": ["number", "null"],
+            "description": "errors / (requests + errors); null when both are 0",
+        },
+        "use_time": {
+            **ref("schemas", "Percentiles"),
+            "description": "seconds, over consume logs; exact",
+        },
+        "frt_ms": {
+            **ref("schemas", "Percentiles"),
+            "description": "first-token time (frt in other, ms) over consume logs with a "
+            "positive frt; within 2% of the exact percentile",
+        },
+    }
+    if key:
+        properties = {"key": {"type": ["string", "integer"]}, **properties}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _dashboard_paths() -> dict[str, dict[str, Schema]]:
+    """The web dashboard (docs/dashboard.md): a page and its assets, no credentials
+    (the page signs in against the API itself)."""
+    moved = {"302": {"description": "to /dashboard/", "headers": {
+        "Location": {"schema": {"type": "string", "const": "/dashboard/"}}}}}  # fmt: skip
+
+    def static(op_id: str, summary: str, types: list[str], **extra: Any) -> Schema:
+        return {
+            "operationId": op_id, "summary": summary, "tags": ["dashboard"],
+            "responses": {
+                "200": {"description": summary, "content": {t: {"schema": STR} for t in types}},
+                **({"404": {"description": "no such asset"}} if extra else {}),
+            },
+            "security": [], **extra,
+        }  # fmt: skip
+
+    assets = ["app.js", "app.css", "plotly.min.js"]
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": assets}}  # fmt: skip
+    return {
+        "/": {"get": {"operationId": "root", "summary": "Redirect to the dashboard",
+                      "tags": ["dashboard"], "responses": moved, "security": []}},
+        "/dashboard": {"get": {"operationId": "dashboardNoSlash", "summary": "Redirect",
+                               "tags": ["dashboard"], "responses": moved, "security": []}},
+        "/dashboard/": {"get": static("dashboard", "The web dashboard", ["text/html"])},
+        "/dashboard/assets/{name}": {"get": static(
+            "dashboardAsset", "A script or style of the dashboard", ["text/javascript", "text/css"],
+            parameters=[name])},
+    }  # fmt: skip
 
 
 def _page(item: str) -> Schema:
@@ -469,6 +550,8 @@ USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series
 USER_SERIES += _DIMENSIONS
 ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
+USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
+ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]
 READ_ERRORS = ("400", "401", "403", "503")
 
 
@@ -605,6 +688,20 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 _ok(series, "buckets in time order"), READ_ERRORS,
             )
         },
+        "/api/log/performance": {
+            "get": _operation(
+                "logPerformance", "Latency percentiles and error rates (admin)", "stats",
+                ADMIN_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                READ_ERRORS,
+            )
+        },
+        "/api/log/self/performance": {
+            "get": _operation(
+                "myLogPerformance", "My latency percentiles and error rates", "stats",
+                USER_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                READ_ERRORS,
+            )
+        },
         **{
             path: {
                 "get": _operation(
@@ -635,6 +732,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 ("/api/data/self", "myUsageData"), ("/api/data/self/", "myUsageDataSlash")
             )
         },
+        **_dashboard_paths(),
         "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},
         "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", USER_FILTERS)},
         "/api/internal/logs": {
@@ -710,6 +808,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "tags": [
             {"name": "logs", "description": "list, search, token lookup, export, delete"},
             {"name": "stats", "description": "statistics and series"},
+            {"name": "dashboard", "description": "the web dashboard (HTML, scripts, styles)"},
             {"name": "ingest", "description": "how the gateway sends logs and tokens"},
             {"name": "operations", "description": "probes, metrics, this document"},
         ],

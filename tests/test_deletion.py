@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
-from service.deletion import DeleteGuard, batches, partition_day
+from service.deletion import TABLES, DeleteGuard, batches, partition_day
 from service.keys import METRICS
 from tests import brute_stats
 from tests.conftest import ADMIN, WRITER, log_row, truncate_all, user_headers
@@ -215,7 +215,8 @@ async def test_delete_at_midnight_only_drops_partitions(store: Any, settings: An
         finally:
             store.observer = None
         assert status == 200 and answer["data"] == 3
-        assert calls.count("command") == 2  # one ALTER per table, no DELETE statement
+        # one ALTER per table (logs and its two rollups), no DELETE statement
+        assert calls.count("command") == len(TABLES)
         await assert_rollup_exact(store)
     finally:
         await client.close()
@@ -235,8 +236,9 @@ async def test_whole_days_are_dropped_in_bounded_batches(store: Any, settings: A
         finally:
             store.observer = None
         assert status == 200 and answer["data"] == 7
-        # 6 old days: 2 ALTERs per table; the target's day: the correction and the DELETE
-        assert calls.count("command") == 2 * 2 + 2
+        # 6 old days: 2 ALTERs per table; the target's day: one correction per rollup
+        # and the DELETE
+        assert calls.count("command") == 2 * len(TABLES) + (len(TABLES) - 1) + 1
         assert await partition_days(store, "logs") == {partition_day_id(BASE)}
         await assert_rollup_exact(store)
     finally:
@@ -415,11 +417,23 @@ def test_delete_and_retention_in_cluster_mode(tmp_path: Any) -> None:
     mine = [r for r in rows if r["user_id"] == 2 and r["created_at"] >= scenario.TARGET]
     assert out["stat"]["requests"] == len(mine)
     assert out["stat"]["quota"] == sum(r["quota"] for r in mine)
-    drops, correction, delete = out["statements"][:2], out["statements"][2], out["statements"][3]
+    drops, corrections, delete = (
+        out["statements"][:3],
+        out["statements"][3:5],
+        out["statements"][5],
+    )
     assert drops[0].startswith("ALTER TABLE logs_local ON CLUSTER `gatelog` DROP PARTITION")
     assert drops[1].startswith("ALTER TABLE logs_minute_local ON CLUSTER `gatelog` DROP")
-    assert "INSERT INTO logs_minute " in correction  # through Distributed: the user's shard
+    assert drops[2].startswith("ALTER TABLE logs_perf_minute_local ON CLUSTER `gatelog` DROP")
+    # through Distributed: the user's shard
+    assert "INSERT INTO logs_minute " in corrections[0]
+    assert "INSERT INTO logs_perf_minute " in corrections[1]
     assert delete.startswith("DELETE FROM logs_local ON CLUSTER `gatelog` WHERE")
+    assert out["perf_rollup"] == len(kept)
     day = partition_day_id(scenario.TARGET)
-    assert out["partitions"] == [["logs_local", day], ["logs_minute_local", day]]
+    assert out["partitions"] == [
+        ["logs_local", day],
+        ["logs_minute_local", day],
+        ["logs_perf_minute_local", day],
+    ]
     assert out["retention_dropped"] == [day] and out["after_retention"] == [0, 0]

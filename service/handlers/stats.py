@@ -1,4 +1,4 @@
-"""``/api/log/stat`` and ``/api/log/series``, admin and self views."""
+"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``, admin and self views."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
 from ..params import LogFilter, get_str, parse_filter
+from ..performance import performance
 from ..stats import (
     GROUP_KEYS_ADMIN,
     GROUP_KEYS_USER,
@@ -85,3 +86,26 @@ async def series_self(request: web.Request) -> web.Response:
         request.app[STORE], flt, wanted, GROUP_KEYS_USER, settings.max_series_buckets
     )
     return ok(data)
+
+
+def _group_by(request: web.Request, admin: bool) -> str | None:
+    keys = GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
+    group_by = get_str(request.query, "group_by", request.app[SETTINGS])
+    if group_by is not None and group_by not in keys:
+        raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
+    return group_by
+
+
+async def performance_all(request: web.Request) -> web.Response:
+    await principal(request, ROLE_ADMIN)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
+    group_by = _group_by(request, admin=True)
+    return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_ADMIN))
+
+
+async def performance_self(request: web.Request) -> web.Response:
+    who = await principal(request, ROLE_USER)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
+    flt.user_id = who.user_id
+    group_by = _group_by(request, admin=False)
+    return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_USER))
