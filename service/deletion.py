@@ -3,14 +3,15 @@ the rollup kept exact, and ingest of newer logs never disturbed.
 
 ``delete_before(target)`` removes every log with ``created_at < target``:
 
-1. Whole days before the target's day: their partitions of ``logs`` and of the rollup
-   ``logs_minute`` are dropped, a bounded number per ``ALTER`` statement. The raw rows
-   are counted first (``count()`` on partition-key conditions is answered from part
-   metadata).
-2. The target's own day, from midnight to the target: the rows are counted, the rollup
-   receives negated rows for exactly those rows (per minute and dimensions), and a
-   lightweight ``DELETE`` removes them. Rollup rows of newer logs are never touched, so
-   logs ingested meanwhile, newer than the target, are neither lost nor counted twice.
+1. Whole days before the target's day: their partitions of ``logs`` and of every rollup
+   (:data:`service.stats.ROLLUPS`: per minute, hour and day) are dropped, a bounded
+   number per ``ALTER`` statement. The raw rows are counted first (``count()`` on
+   partition-key conditions is answered from part metadata).
+2. The target's own day, from midnight to the target: the rows are counted, every
+   rollup receives negated rows for exactly those rows (per bucket of its level and its
+   dimensions), and a lightweight ``DELETE`` removes them. Rollup rows of newer logs are
+   never touched, so logs ingested meanwhile, newer than the target, are neither lost
+   nor counted twice.
 
 :class:`DeleteGuard` makes the count exact and keeps the rollup exact when late logs
 (older than the target) are ingested while a delete runs: such a batch waits until the
@@ -35,35 +36,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from .cluster import local_table, on_cluster, system_table
-from .stats import ROLLUP
+from .stats import ROLLUP, ROLLUPS, Rollup
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 DAY = 86400
 RAW = "logs"
-TABLES = (RAW, ROLLUP)
+#: the raw table first, then every rollup (logs_minute first)
+TABLES = (RAW, ROLLUP, *(r.table for r in ROLLUPS if r.table != ROLLUP))
 _PARTITION_ID = re.compile(r"^\d{8}$")
 
-_ROLLUP_COLUMNS = (
-    "minute, user_id, type, username, token_name, model_name, channel_id, `group`, "
-    "requests, quota, prompt_tokens, completion_tokens"
-)
 _WINDOW = (
     "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
 )
-# Rollup rows for the raw rows of [lo, hi), with the sign given: '-' takes rows out of the
-# rollup before they are deleted, '+' puts them back when the delete failed.
-_ROLLUP_OF_WINDOW = f"""
-INSERT INTO {ROLLUP} ({_ROLLUP_COLUMNS})
-SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
-       model_name, channel_id, `group`,
-       {{sign}}toInt64(count()), {{sign}}sum(quota), {{sign}}sum(prompt_tokens),
-       {{sign}}sum(completion_tokens)
-FROM {RAW}
-WHERE {_WINDOW}
-GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`
-"""
+_SUMS = ("requests", "quota", "prompt_tokens", "completion_tokens")
+
+
+def rollup_of_window(rollup: Rollup, sign: str) -> str:
+    """Rows for ``rollup`` of the raw rows of ``[lo, hi)``, with the sign given: ``-``
+    takes rows out of the rollup before they are deleted, ``+`` puts them back when the
+    delete failed. Its buckets and dimensions are the rollup's own (as its view's)."""
+    assert sign in ("-", "+")
+    dims = ", ".join(rollup.columns)
+    negate = "-" if sign == "-" else ""
+    bucket = f"toDateTime(intDiv(toUInt32(created_at), {rollup.grain:d}) * {rollup.grain:d}, 'UTC')"
+    return (
+        f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, {', '.join(_SUMS)}) "
+        f"SELECT {bucket} AS {rollup.time}, {dims}, "
+        f"{negate}toInt64(count()), {negate}sum(quota), {negate}sum(prompt_tokens), "
+        f"{negate}sum(completion_tokens) FROM {RAW} WHERE {_WINDOW} "
+        f"GROUP BY {rollup.time}, {dims}"
+    )
 
 
 class DeleteGuard:
@@ -188,14 +192,16 @@ async def drop_days(
     """Drop the chosen day partitions of both tables, ``per_statement`` per ALTER, and
     count the raw rows that went with them (counted before each batch is dropped)."""
     raw = set(partitions.get(RAW, ()))
-    rollup = set(partitions.get(ROLLUP, ()))
+    rollups = {t: set(partitions.get(t, ())) for t in TABLES if t != RAW}
     report = DropReport()
     for batch in batches(sorted(set(chosen)), per_statement):
         raw_batch = [pid for pid in batch if pid in raw]
         report.rows.update(await count_partitions(store, raw_batch))
         await drop_partitions(store, RAW, raw_batch)
-        await drop_partitions(store, ROLLUP, [pid for pid in batch if pid in rollup])
-        report.rollup_only.extend(pid for pid in batch if pid in rollup and pid not in raw)
+        for table, present in rollups.items():
+            await drop_partitions(store, table, [pid for pid in batch if pid in present])
+        in_rollups = set().union(*rollups.values())
+        report.rollup_only.extend(pid for pid in batch if pid in in_rollups and pid not in raw)
     return report
 
 
@@ -206,14 +212,18 @@ async def delete_range_of_day(store: Store, lo: int, hi: int) -> int:
     if count == 0:
         return 0
     no_dedup = {"insert_deduplicate": 0}  # a correction is never a retried ingest batch
-    await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", "-"), params, settings=no_dedup)
+    corrected: list[Rollup] = []
     try:
+        for rollup in sorted(ROLLUPS, key=lambda r: r.table != ROLLUP):
+            await store.command(rollup_of_window(rollup, "-"), params, settings=no_dedup)
+            corrected.append(rollup)
         target = local_table(RAW, store.cluster) + on_cluster(store.cluster)
         await store.command(f"DELETE FROM {target} WHERE {_WINDOW}", params)
     except Exception:
-        # Put back in the rollup what is still in the raw table (all of it if the delete
-        # did nothing), so a failed delete leaves both tables agreeing.
-        await store.command(_ROLLUP_OF_WINDOW.replace("{sign}", ""), params, settings=no_dedup)
+        # Put back in each corrected rollup what is still in the raw table (all of it if
+        # the delete did nothing), so a failed delete leaves every table agreeing.
+        for rollup in corrected:
+            await store.command(rollup_of_window(rollup, "+"), params, settings=no_dedup)
         raise
     return count
 
@@ -234,7 +244,7 @@ async def delete_before(
         partitions = await existing_partitions(store)
         older = sorted(
             pid
-            for pid in set(partitions[RAW]) | set(partitions[ROLLUP])
+            for pid in set().union(*partitions.values())
             if (day := partition_day(pid)) is not None and day_start(day) < midnight
         )
         report = await drop_days(store, partitions, older, per_statement)
