@@ -274,6 +274,56 @@ async def totals(store: Store, flt: LogFilter, lo: Bound, hi: Bound) -> Totals:
     return Totals(*(int(value) for value in row))
 
 
+async def bucket_counts(
+    store: Store, flt: LogFilter, lo: Bound, hi: Bound, size: int
+) -> list[tuple[int, int]]:
+    """``(bucket start, rows)`` of ``[lo, hi)`` for ``flt`` in buckets of ``size`` seconds
+    (UTC-aligned), newest first, empty buckets left out; from the rollups (the caller
+    checks :func:`rollup_serves`) and the raw edges, exactly."""
+    pieces = plan_pieces(flt, lo, hi, None, size)
+    if not pieces:
+        return []
+    selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), None,
+                               "{bucket_size:UInt32}")  # fmt: skip
+    params["bucket_size"] = size
+    sql = (
+        f"SELECT bucket, sum(requests) AS n FROM ({' UNION ALL '.join(selects)}) "
+        "GROUP BY bucket HAVING n != 0 ORDER BY bucket DESC"
+    )
+    return [(int(b), int(n)) for b, n in (await store.query(sql, params)).rows]
+
+
+def count_bucket(flt: LogFilter) -> int:
+    """The bucket size for :func:`bucket_counts` of a list: hours where a rollup keeps
+    hours for the filter's dimensions (site-wide filters), else days."""
+    hourly = levels(filter_dimensions(flt), HOUR)
+    return HOUR if hourly and hourly[0].grain == HOUR else DAY
+
+
+def zone_grain(tz: str, lo: int, hi: int) -> int:
+    """The coarsest rollup grain from which day (or hour) buckets of time zone ``tz``
+    over ``[lo, hi)`` can be summed exactly: ``HOUR`` when the zone's UTC offset is a
+    whole number of hours all through the range (local midnights are then UTC hour
+    starts: the hour rollups serve, e.g. Europe/Berlin, America/New_York with their DST
+    shifts), else ``MINUTE`` (Asia/Kolkata +5:30, Asia/Kathmandu +5:45, Lord Howe's
+    half-hour DST: every offset in use is whole minutes). Pass it as ``bucket`` to
+    :func:`plan_pieces` / :func:`levels` so that only levels of that grain or finer are
+    read, and bucket the rows with the zone's own local day. The offset is looked at
+    every 3 hours and at both ends (zone changes are hours apart), so a range of N days
+    costs 8N ``utcoffset`` calls. Raises ``zoneinfo.ZoneInfoNotFoundError`` for an
+    unknown zone (the caller's 400)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    step = 3 * HOUR
+    for at in [*range(lo, hi, step), max(lo, hi - 1)]:
+        offset = datetime.fromtimestamp(at, zone).utcoffset()
+        if offset is not None and offset.total_seconds() % HOUR:
+            return MINUTE
+    return HOUR
+
+
 def stat_filter(flt: LogFilter) -> LogFilter:
     """Stats and series count consumption unless the request names another type."""
     return replace(flt, type=flt.type if flt.type is not None else DEFAULT_STAT_TYPE)

@@ -12,7 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.params import LogFilter
-from service.stats import DAY, HOUR, MINUTE, ROLLUPS, cover, filter_dimensions, levels, plan_pieces
+from service.stats import (
+    DAY,
+    HOUR,
+    MINUTE,
+    ROLLUPS,
+    cover,
+    filter_dimensions,
+    levels,
+    plan_pieces,
+    zone_grain,
+)
 from tests import brute_stats
 from tests.conftest import ADMIN, log_row, user_headers
 from tests.test_stats import (
@@ -183,3 +193,18 @@ def test_series_over_days_equal_brute_force(
             check_series(data, rows, mine, USERS[0], NOW)
 
     run(with_clock(engine, settings, NOW, body))
+
+
+def test_zone_grain_hours_for_whole_hour_offsets_minutes_otherwise() -> None:
+    year = 1_767_225_600  # 2026-01-01 UTC; the range crosses both DST changes of 2026
+    assert zone_grain("UTC", year, year + 365 * DAY) == HOUR
+    assert zone_grain("Europe/Berlin", year, year + 365 * DAY) == HOUR
+    assert zone_grain("America/New_York", year, year + 365 * DAY) == HOUR
+    assert zone_grain("Asia/Kolkata", year, year + DAY) == MINUTE
+    assert zone_grain("Asia/Kathmandu", year, year + DAY) == MINUTE
+    # Lord Howe: +11 in (southern) summer, +10:30 from April: whole hours in January only
+    assert zone_grain("Australia/Lord_Howe", year, year + 20 * DAY) == HOUR
+    assert zone_grain("Australia/Lord_Howe", year, year + 200 * DAY) == MINUTE
+    # the levels a local-day series may read then: no UTC day level
+    assert [r.grain for r in levels(frozenset({"type"}), zone_grain("Asia/Kolkata", year,
+                                                                     year + DAY))] == [MINUTE]
