@@ -4,14 +4,13 @@ the rollup kept exact, and ingest of newer logs never disturbed.
 ``delete_before(target)`` removes every log with ``created_at < target``:
 
 1. Whole days before the target's day: their partitions of ``logs`` and of every rollup
-   (:data:`service.stats.ROLLUPS`: per minute, hour and day) are dropped, a bounded
-   number per ``ALTER`` statement. The raw rows are counted first (``count()`` on
-   partition-key conditions is answered from part metadata).
-2. The target's own day, from midnight to the target: the rows are counted, every
-   rollup receives negated rows for exactly those rows (per bucket of its level and its
-   dimensions), and a lightweight ``DELETE`` removes them. Rollup rows of newer logs are
-   never touched, so logs ingested meanwhile, newer than the target, are neither lost
-   nor counted twice.
+   (per minute, hour and day: :data:`ROLLUPS`) are dropped, a bounded number per
+   ``ALTER`` statement. The raw rows are counted first (``count()`` on partition-key
+   conditions is answered from part metadata).
+2. The target's own day, from midnight to the target: the rows are counted, the rollup
+   receives negated rows for exactly those rows (per minute and dimensions), and a
+   lightweight ``DELETE`` removes them. Rollup rows of newer logs are never touched, so
+   logs ingested meanwhile, newer than the target, are neither lost nor counted twice.
 
 :class:`DeleteGuard` makes the count exact and keeps the rollup exact when late logs
 (older than the target) are ingested while a delete runs: such a batch waits until the
@@ -36,38 +35,73 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from .cluster import local_table, on_cluster, system_table
-from .stats import ROLLUP, ROLLUPS, Rollup
+from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
+from .stats import ROLLUP, Rollup
+from .stats import ROLLUPS as LEVELS
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 DAY = 86400
 RAW = "logs"
-#: the raw table first, then every rollup (logs_minute first)
-TABLES = (RAW, ROLLUP, *(r.table for r in ROLLUPS if r.table != ROLLUP))
+#: every table partitioned by day that holds rows derived from ``logs``; the rollups are
+#: dropped with the raw day and corrected for the partial day (``_CORRECTIONS``)
+#: (logs_minute first, then the latency rollup, then the hour and day levels of stats)
+ROLLUPS = (ROLLUP, PERF_ROLLUP, *(r.table for r in LEVELS if r.table != ROLLUP))
+TABLES = (RAW, *ROLLUPS)
 _PARTITION_ID = re.compile(r"^\d{8}$")
 
+_ROLLUP_COLUMNS = (
+    "minute, user_id, type, username, token_name, model_name, channel_id, `group`, "
+    "requests, quota, prompt_tokens, completion_tokens"
+)
 _WINDOW = (
     "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
 )
-_SUMS = ("requests", "quota", "prompt_tokens", "completion_tokens")
+# Rollup rows for the raw rows of [lo, hi), with the sign given: '-' takes rows out of the
+# rollup before they are deleted, '+' puts them back when the delete failed.
+_ROLLUP_OF_WINDOW = f"""
+INSERT INTO {ROLLUP} ({_ROLLUP_COLUMNS})
+SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
+       model_name, channel_id, `group`,
+       {{sign}}toInt64(count()), {{sign}}sum(quota), {{sign}}sum(prompt_tokens),
+       {{sign}}sum(completion_tokens)
+FROM {RAW}
+WHERE {_WINDOW}
+GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`
+"""
+# The same for the latency histogram rollup (schema/030): its cells as the view makes them.
+_PERF_OF_WINDOW = f"""
+INSERT INTO {PERF_ROLLUP} (minute, user_id, type, username, token_name, model_name,
+                           channel_id, `group`, use_time, frt_bucket, n)
+SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
+       model_name, channel_id, `group`, {USE_TIME_SQL} AS ut, {FRT_BUCKET_SQL} AS fb,
+       {{sign}}toInt64(count())
+FROM {RAW}
+WHERE {_WINDOW} AND type IN (2, 5)
+GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`, ut, fb
+"""
 
 
-def rollup_of_window(rollup: Rollup, sign: str) -> str:
-    """Rows for ``rollup`` of the raw rows of ``[lo, hi)``, with the sign given: ``-``
-    takes rows out of the rollup before they are deleted, ``+`` puts them back when the
-    delete failed. Its buckets and dimensions are the rollup's own (as its view's)."""
-    assert sign in ("-", "+")
+def _level_of_window(rollup: Rollup) -> str:
+    """The same for a stats level of another grain (schema/010-015): its buckets and
+    dimensions as its view makes them."""
     dims = ", ".join(rollup.columns)
-    negate = "-" if sign == "-" else ""
-    bucket = f"toDateTime(intDiv(toUInt32(created_at), {rollup.grain:d}) * {rollup.grain:d}, 'UTC')"
+    g = int(rollup.grain)
     return (
-        f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, {', '.join(_SUMS)}) "
-        f"SELECT {bucket} AS {rollup.time}, {dims}, "
-        f"{negate}toInt64(count()), {negate}sum(quota), {negate}sum(prompt_tokens), "
-        f"{negate}sum(completion_tokens) FROM {RAW} WHERE {_WINDOW} "
-        f"GROUP BY {rollup.time}, {dims}"
+        f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, requests, quota, prompt_tokens, "
+        f"completion_tokens) SELECT toDateTime(intDiv(toUInt32(created_at), {g}) * {g}, 'UTC') "
+        f"AS {rollup.time}, {dims}, {{sign}}toInt64(count()), {{sign}}sum(quota), "
+        f"{{sign}}sum(prompt_tokens), {{sign}}sum(completion_tokens) FROM {RAW} "
+        f"WHERE {_WINDOW} GROUP BY {rollup.time}, {dims}"
     )
+
+
+_CORRECTIONS = (
+    _ROLLUP_OF_WINDOW,
+    _PERF_OF_WINDOW,
+    *(_level_of_window(r) for r in LEVELS if r.table != ROLLUP),
+)
 
 
 class DeleteGuard:
@@ -192,7 +226,7 @@ async def drop_days(
     """Drop the chosen day partitions of both tables, ``per_statement`` per ALTER, and
     count the raw rows that went with them (counted before each batch is dropped)."""
     raw = set(partitions.get(RAW, ()))
-    rollups = {t: set(partitions.get(t, ())) for t in TABLES if t != RAW}
+    rollups = {table: set(partitions.get(table, ())) for table in ROLLUPS}
     report = DropReport()
     for batch in batches(sorted(set(chosen)), per_statement):
         raw_batch = [pid for pid in batch if pid in raw]
@@ -200,8 +234,8 @@ async def drop_days(
         await drop_partitions(store, RAW, raw_batch)
         for table, present in rollups.items():
             await drop_partitions(store, table, [pid for pid in batch if pid in present])
-        in_rollups = set().union(*rollups.values())
-        report.rollup_only.extend(pid for pid in batch if pid in in_rollups and pid not in raw)
+        in_rollup = set().union(*rollups.values())
+        report.rollup_only.extend(pid for pid in batch if pid in in_rollup and pid not in raw)
     return report
 
 
@@ -212,18 +246,18 @@ async def delete_range_of_day(store: Store, lo: int, hi: int) -> int:
     if count == 0:
         return 0
     no_dedup = {"insert_deduplicate": 0}  # a correction is never a retried ingest batch
-    corrected: list[Rollup] = []
+    corrected = []
     try:
-        for rollup in sorted(ROLLUPS, key=lambda r: r.table != ROLLUP):
-            await store.command(rollup_of_window(rollup, "-"), params, settings=no_dedup)
-            corrected.append(rollup)
+        for correction in _CORRECTIONS:
+            await store.command(correction.replace("{sign}", "-"), params, settings=no_dedup)
+            corrected.append(correction)
         target = local_table(RAW, store.cluster) + on_cluster(store.cluster)
         await store.command(f"DELETE FROM {target} WHERE {_WINDOW}", params)
     except Exception:
-        # Put back in each corrected rollup what is still in the raw table (all of it if
-        # the delete did nothing), so a failed delete leaves every table agreeing.
-        for rollup in corrected:
-            await store.command(rollup_of_window(rollup, "+"), params, settings=no_dedup)
+        # Put back in the rollups what is still in the raw table (all of it if the delete
+        # did nothing), so a failed delete leaves the tables agreeing.
+        for correction in corrected:
+            await store.command(correction.replace("{sign}", ""), params, settings=no_dedup)
         raise
     return count
 

@@ -88,16 +88,31 @@ def newest_bound(counts: Sequence[tuple[int, int]], need: int) -> int | None:
     return None
 
 
+def with_channel(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Admin list items as the gateway serializes them: the channel id also as
+    ``channel`` (its struct tag), the name its own UI reads."""
+    for item in items:
+        item["channel"] = item["channel_id"]
+    return items
+
+
 async def list_page(
-    store: Store, flt: LogFilter, page: Page, fields: Sequence[str], user_view: bool
+    store: Store,
+    flt: LogFilter,
+    page: Page,
+    fields: Sequence[str],
+    user_view: bool,
+    keyword: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page newest first, and the exact total.
+    """One page newest first, and the exact total; ``keyword`` as in :func:`search`.
 
     Where every filter is a rollup dimension, the total comes from the rollups' counts
     per hour (or day), and those counts also bound the page to the newest buckets that
     hold its rows, so the page reads a few partitions, not all of them. Otherwise the
     page and a raw ``count()`` run side by side."""
+    flt, extra = keyword_filter(flt, keyword)
     where, params = flt.where()
+    params.update(extra)
     paging = {"limit": page.size, "offset": page.offset}
     if rollup_serves(flt):
         counts = await bucket_counts(store, flt, *half_open(flt.start, flt.end),

@@ -15,6 +15,7 @@ from . import __version__, logs
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
 from .params import LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP
 from .settings import Settings
+from .usage import zone_names
 
 Schema = dict[str, Any]
 JSON = "application/json"
@@ -28,10 +29,13 @@ _ITEM_TYPES: dict[str, Schema] = {
     "username": STR, "token_name": STR, "model_name": STR, "quota": INT,
     "prompt_tokens": INT, "completion_tokens": INT, "use_time": INT,
     "is_stream": {"type": "boolean"}, "channel_id": INT, "channel_name": STR,
+    "channel": {**INT, "description": "the channel id again, under the name the gateway's "
+                "own UI reads"},
     "token_id": INT, "group": STR, "ip": STR, "request_id": STR,
     "other": {"type": "string", "description": "JSON text (pricing ratios, timings, ...)"},
 }  # fmt: skip
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
+MY_STAT_FIELDS = ("total_requests", "total_quota", "today_requests", "today_quota")
 SERIES_FIELDS = ("requests", "quota", "prompt_tokens", "completion_tokens")
 INTERVALS = ("minute", "hour", "day")
 GROUP_BY_USER = ("model_name", "token_name", "group")
@@ -201,6 +205,26 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "group_by_admin": query(
             "group_by", {"type": "string", "enum": list(GROUP_BY_ADMIN)}, "one series per value"
         ),
+        "tz": query(
+            "tz",
+            {"type": "string", "enum": sorted(zone_names())},
+            "IANA time zone whose hours (and days) the buckets follow; default "
+            "GATELOG_TIME_ZONE (UTC unless set)",
+        ),
+        "data_start": query(
+            "start_timestamp",
+            timestamp,
+            "hours starting at or after this Unix second (0 or missing: a day before the end)",
+        ),
+        "data_end": query(
+            "end_timestamp",
+            timestamp,
+            "hours starting at or before this Unix second (missing: now)",
+        ),
+        "data_username": query("username", text, "exact user name: rows per user"),
+        "default_time": query(
+            "default_time", STR, "sent by the gateway's UI and ignored, as the gateway does"
+        ),
         "format": query(
             "format",
             {"type": "string", "enum": list(EXPORT_FORMATS), "default": "csv"},
@@ -235,7 +259,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 },
             ]
         },
-        "AdminLogItem": _item(logs.ADMIN_FIELDS, "A log as administrators see it."),
+        "AdminLogItem": _item((*logs.ADMIN_FIELDS, "channel"), "A log as administrators see it."),
         "UserLogItem": _item(
             logs.USER_FIELDS,
             "A log as its user sees it: no channel, and `other` without admin-only keys.",
@@ -250,6 +274,15 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "tokens) of the last 60 seconds, same filters, the range ignored. Exact.",
             "properties": counts,
             "required": list(STAT_FIELDS),
+            "additionalProperties": False,
+        },
+        "MyStat": {
+            "type": "object",
+            "description": "the Stat figures, and the caller's consume logs and their quota "
+            "of all time (total_*) and since local midnight in `tz` (today_*); these four "
+            "ignore the other filters, as the gateway does",
+            "properties": counts | {name: INT for name in MY_STAT_FIELDS},
+            "required": [*STAT_FIELDS, *MY_STAT_FIELDS],
             "additionalProperties": False,
         },
         "SeriesBucket": {
@@ -272,6 +305,28 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "required": ["key", *SERIES_FIELDS, "buckets"],
             "additionalProperties": False,
         },
+        "Percentiles": {
+            "type": "object",
+            "description": "nearest-rank percentiles (the smallest value with at least p% of "
+            "the values <= it); null when no log counts",
+            "properties": {p: {"type": ["number", "null"]} for p in ("p50", "p95", "p99")},
+            "required": ["p50", "p95", "p99"],
+            "additionalProperties": False,
+        },
+        "Performance": {
+            "type": "object",
+            "description": "latency and errors over the range; groups (with group_by) by "
+            "requests + errors, most first",
+            "properties": {
+                "group_by": {"type": ["string", "null"]},
+                "total": ref("schemas", "PerformanceFigures"),
+                "groups": {"type": "array", "items": ref("schemas", "PerformanceGroup")},
+            },
+            "required": ["group_by", "total", "groups"],
+            "additionalProperties": False,
+        },
+        "PerformanceFigures": _performance_figures(),
+        "PerformanceGroup": _performance_figures(key=True),
         "Series": {
             "type": "object",
             "description": "zero-filled buckets from the one holding start_timestamp to the "
@@ -286,6 +341,35 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "series": {"type": "array", "items": ref("schemas", "SeriesGroup")},
             },
             "required": ["interval", "start_timestamp", "end_timestamp", "group_by", "buckets"],
+            "additionalProperties": False,
+        },
+        "UsageRow": {
+            "type": "object",
+            "description": "one hour of one model: consume logs, their quota and prompt + "
+            "completion tokens; created_at is the hour's start",
+            "properties": {name: INT for name in ("created_at", "count", "quota", "token_used")}
+            | {"model_name": STR},
+            "required": ["model_name", "created_at", "count", "quota", "token_used"],
+            "additionalProperties": False,
+        },
+        "UsageUserRow": {
+            "type": "object",
+            "description": "one hour of one model and one user",
+            "properties": {
+                name: INT
+                for name in ("id", "user_id", "created_at", "count", "quota", "token_used")
+            }
+            | {"model_name": STR, "username": STR},
+            "required": [
+                "id",
+                "user_id",
+                "username",
+                "model_name",
+                "created_at",
+                "count",
+                "quota",
+                "token_used",
+            ],
             "additionalProperties": False,
         },
         "IngestLog": _ingest_row(LOG_FIELDS, "A log to store; `id` is assigned when absent."),
@@ -305,6 +389,65 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "maxItems": settings.max_batch_rows,
         },
     }
+
+
+def _performance_figures(key: bool = False) -> Schema:
+    properties: Schema = {
+        "requests": {"type": "integer", "description": "consume logs (type 2)"},
+        "errors": {"type": "integer", "description": "error logs (type 5)"},
+        "error_rate": {
+            "type": ["number", "null"],
+            "description": "errors / (requests + errors); null when both are 0",
+        },
+        "use_time": {
+            **ref("schemas", "Percentiles"),
+            "description": "seconds, over consume logs; exact",
+        },
+        "frt_ms": {
+            **ref("schemas", "Percentiles"),
+            "description": "first-token time (frt in other, ms) over consume logs with a "
+            "positive frt; within 2% of the exact percentile",
+        },
+    }
+    if key:
+        properties = {"key": {"type": ["string", "integer"]}, **properties}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _dashboard_paths() -> dict[str, dict[str, Schema]]:
+    """The web dashboard (docs/dashboard.md): a page and its assets, no credentials
+    (the page signs in against the API itself)."""
+    moved = {"302": {"description": "to /dashboard/", "headers": {
+        "Location": {"schema": {"type": "string", "const": "/dashboard/"}}}}}  # fmt: skip
+
+    def static(op_id: str, summary: str, types: list[str], **extra: Any) -> Schema:
+        return {
+            "operationId": op_id, "summary": summary, "tags": ["dashboard"],
+            "responses": {
+                "200": {"description": summary, "content": {t: {"schema": STR} for t in types}},
+                **({"404": {"description": "no such asset"}} if extra else {}),
+            },
+            "security": [], **extra,
+        }  # fmt: skip
+
+    assets = ["app.js", "app.css", "plotly.min.js"]
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": assets}}  # fmt: skip
+    return {
+        "/": {"get": {"operationId": "root", "summary": "Redirect to the dashboard",
+                      "tags": ["dashboard"], "responses": moved, "security": []}},
+        "/dashboard": {"get": {"operationId": "dashboardNoSlash", "summary": "Redirect",
+                               "tags": ["dashboard"], "responses": moved, "security": []}},
+        "/dashboard/": {"get": static("dashboard", "The web dashboard", ["text/html"])},
+        "/dashboard/assets/{name}": {"get": static(
+            "dashboardAsset", "A script or style of the dashboard", ["text/javascript", "text/css"],
+            parameters=[name])},
+    }  # fmt: skip
 
 
 def _page(item: str) -> Schema:
@@ -407,6 +550,8 @@ USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series
 USER_SERIES += _DIMENSIONS
 ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
+USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
+ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]
 READ_ERRORS = ("400", "401", "403", "503")
 
 
@@ -487,7 +632,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/self": {
             "get": _operation(
                 "listMyLogs", "My logs, newest first, one page", "logs",
-                ["p", "page_size", *USER_FILTERS], _ok(user_page, "one page and the total"),
+                ["p", "page_size", "keyword", *USER_FILTERS],
+                _ok(user_page, "one page and the total"),
                 READ_ERRORS,
             )
         },
@@ -513,7 +659,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
                     "the token's logs, newest first"),
                 ("400", "404", "429", "503"), auth=False,
                 description="Unknown and disabled keys both answer 404. Rate-limited per "
-                "client address.",
+                "client address. Without `key`, the key is taken from `Authorization` as newer "
+                "gateway builds send it (raw or `Bearer`, `sk-` and any `-suffix` dropped).",
             )
         },
         "/api/log/stat": {
@@ -525,7 +672,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/self/stat": {
             "get": _operation(
                 "myLogStat", "My quota, requests and tokens, with RPM/TPM", "stats",
-                USER_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+                [*USER_STAT, "tz"], _ok(ref("schemas", "MyStat"), "the statistics"),
+                READ_ERRORS,
             )
         },
         "/api/log/series": {
@@ -540,6 +688,51 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 _ok(series, "buckets in time order"), READ_ERRORS,
             )
         },
+        "/api/log/performance": {
+            "get": _operation(
+                "logPerformance", "Latency percentiles and error rates (admin)", "stats",
+                ADMIN_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                READ_ERRORS,
+            )
+        },
+        "/api/log/self/performance": {
+            "get": _operation(
+                "myLogPerformance", "My latency percentiles and error rates", "stats",
+                USER_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                READ_ERRORS,
+            )
+        },
+        **{
+            path: {
+                "get": _operation(
+                    op_id, "Hourly usage per model for the gateway dashboard (admin)",
+                    "stats", ["data_start", "data_end", "data_username", "tz", "default_time"],
+                    _ok({"type": "array", "items": {"anyOf": [
+                        ref("schemas", "UsageRow"), ref("schemas", "UsageUserRow")]}},
+                        "rows per hour and model, summed over users (per user with "
+                        "username)"),
+                    READ_ERRORS,
+                )
+            }
+            for path, op_id in (("/api/data/", "usageData"), ("/api/data", "usageDataNoSlash"))
+        },
+        **{
+            path: {
+                "get": _operation(
+                    op_id, "My hourly usage per model for the gateway dashboard", "stats",
+                    ["data_start", "data_end", "tz", "default_time"],
+                    _ok({"type": "array", "items": ref("schemas", "UsageUserRow")},
+                        "rows per hour and model"),
+                    READ_ERRORS,
+                    description="A range over 30 days is a 400 with the gateway's message "
+                    "时间跨度不能超过 1 个月.",
+                )
+            }
+            for path, op_id in (
+                ("/api/data/self", "myUsageData"), ("/api/data/self/", "myUsageDataSlash")
+            )
+        },
+        **_dashboard_paths(),
         "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},
         "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", USER_FILTERS)},
         "/api/internal/logs": {
@@ -615,6 +808,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "tags": [
             {"name": "logs", "description": "list, search, token lookup, export, delete"},
             {"name": "stats", "description": "statistics and series"},
+            {"name": "dashboard", "description": "the web dashboard (HTML, scripts, styles)"},
             {"name": "ingest", "description": "how the gateway sends logs and tokens"},
             {"name": "operations", "description": "probes, metrics, this document"},
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from .handlers import export, history, ingest, logs, ops, stats
+from .handlers import dashboard, export, history, ingest, logs, ops, stats, usage
 from .keys import SETTINGS
 
 
@@ -21,14 +21,24 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/self/stat", stats.stat_self),
             web.get("/api/log/series", stats.series_all),
             web.get("/api/log/self/series", stats.series_self),
+            web.get("/api/log/performance", stats.performance_all),
+            web.get("/api/log/self/performance", stats.performance_self),
             web.get("/api/log/export", export.export_all),
             web.get("/api/log/self/export", export.export_self),
+            web.get("/api/data/", usage.data_all),
+            web.get("/api/data", usage.data_all),
+            web.get("/api/data/self", usage.data_self),
+            web.get("/api/data/self/", usage.data_self),
             web.post("/api/internal/logs", ingest.ingest_logs),
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),
             web.get("/readyz", ops.readyz),
             web.get("/metrics", ops.metrics),
             web.get("/api/openapi.json", ops.openapi),
+            web.get("/", dashboard.root),
+            web.get("/dashboard", dashboard.root),
+            web.get("/dashboard/", dashboard.page),
+            web.get("/dashboard/assets/{name}", dashboard.asset),
         ]
     )
     # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).

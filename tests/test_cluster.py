@@ -53,8 +53,17 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
     engine: Any, schema: list[str]
 ) -> None:
     tables = sharded_tables(schema)
-    assert tables == {"logs", "tokens", "logs_minute", "channel_hour", "import_progress",
-                      "logs_hour_site", "logs_day_site", "logs_day"}  # fmt: skip
+    assert tables == {
+        "logs",
+        "tokens",
+        "logs_minute",
+        "logs_perf_minute",
+        "channel_hour",
+        "import_progress",
+        "logs_hour_site",
+        "logs_day_site",
+        "logs_day",
+    }
     for sql in [MIGRATIONS_DDL, *schema]:
         statements = render(sql, CLUSTER, tables)
         assert statements
@@ -73,6 +82,7 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
         ("logs", "ReplicatedMergeTree", "cityHash64(user_id)"),
         ("tokens", "ReplicatedReplacingMergeTree", "cityHash64(user_id)"),
         ("logs_minute", "ReplicatedSummingMergeTree", "cityHash64(user_id)"),
+        ("logs_perf_minute", "ReplicatedSummingMergeTree", "cityHash64(user_id)"),
         ("channel_hour", "ReplicatedAggregatingMergeTree", "cityHash64(channel_id)"),
         ("import_progress", "ReplicatedReplacingMergeTree", "cityHash64(source)"),
     ],
@@ -214,11 +224,12 @@ def test_the_service_runs_on_an_emulated_cluster(tmp_path: Path) -> None:
     assert out["applied_again"] == [] and out["current"] is True
     assert all(f" ON CLUSTER `{CLUSTER}`" in s.splitlines()[0] for s in out["statements"])
     tables = out["tables"]
-    for table in ("logs", "tokens", "logs_minute", "channel_hour", "logs_hour_site",
-                  "logs_day_site", "logs_day"):  # fmt: skip
+    for table in ("logs", "tokens", "logs_minute", "logs_perf_minute", "channel_hour",
+                  "logs_hour_site", "logs_day_site", "logs_day"):  # fmt: skip
         assert tables[table] == "Distributed"
         assert tables[f"{table}_local"].endswith("MergeTree")
     assert tables["logs_minute_mv"] == "MaterializedView"
+    assert tables["logs_perf_minute_mv"] == "MaterializedView"
 
     rows = sample_rows()
     # Stored once through the Distributed table, retry included; the rollup, filled on
@@ -226,6 +237,8 @@ def test_the_service_runs_on_an_emulated_cluster(tmp_path: Path) -> None:
     assert out["stored"] == out["stored_retry"] == len(rows)
     assert out["logs"] == [len(rows), sum(r["quota"] for r in rows)]
     assert out["rollup"] == out["logs"]
+    # the latency rollup through its Distributed table: user 3's logs, counted once
+    assert out["perf_user3"] == [len([r for r in rows if r["user_id"] == 3]), 1]
     hours = {r["created_at"] // 3600 for r in rows}
     assert out["channel_users"] == [
         len({r["user_id"] for r in rows if r["created_at"] // 3600 == h}) for h in sorted(hours)

@@ -229,7 +229,7 @@ async def test_delete_at_midnight_only_drops_partitions(store: Any, settings: An
         finally:
             store.observer = None
         assert status == 200 and answer["data"] == 3
-        # one ALTER per table (the raw one and each rollup), no DELETE statement
+        # one ALTER per table (logs and each of its rollups), no DELETE statement
         assert calls.count("command") == len(TABLES)
         await assert_rollup_exact(store)
     finally:
@@ -250,9 +250,9 @@ async def test_whole_days_are_dropped_in_bounded_batches(store: Any, settings: A
         finally:
             store.observer = None
         assert status == 200 and answer["data"] == 7
-        # 6 old days: 2 ALTERs per table; the target's day: one correction per rollup and
-        # the DELETE
-        assert calls.count("command") == 2 * len(TABLES) + len(ROLLUPS) + 1
+        # 6 old days: 2 ALTERs per table; the target's day: one correction per rollup
+        # and the DELETE
+        assert calls.count("command") == 2 * len(TABLES) + (len(TABLES) - 1) + 1
         assert await partition_days(store, "logs") == {partition_day_id(BASE)}
         await assert_rollup_exact(store)
     finally:
@@ -434,12 +434,20 @@ def test_delete_and_retention_in_cluster_mode(tmp_path: Any) -> None:
     statements = out["statements"]
     drops = [s for s in statements if s.startswith("ALTER TABLE")]
     corrections = [s for s in statements if s.startswith("INSERT INTO")]
-    assert len(drops) == len(TABLES) and len(corrections) == len(ROLLUPS)
-    correction, delete = corrections[0], statements[-1]
+    assert len(drops) == len(TABLES) and len(corrections) == len(TABLES) - 1
+    delete = statements[-1]
     assert drops[0].startswith("ALTER TABLE logs_local ON CLUSTER `gatelog` DROP PARTITION")
     assert drops[1].startswith("ALTER TABLE logs_minute_local ON CLUSTER `gatelog` DROP")
-    assert "INSERT INTO logs_minute " in correction  # through Distributed: the user's shard
+    assert drops[2].startswith("ALTER TABLE logs_perf_minute_local ON CLUSTER `gatelog` DROP")
+    # through Distributed: the user's shard
+    assert "INSERT INTO logs_minute " in corrections[0]
+    assert "INSERT INTO logs_perf_minute " in corrections[1]
     assert delete.startswith("DELETE FROM logs_local ON CLUSTER `gatelog` WHERE")
+    assert out["perf_rollup"] == len(kept)
     day = partition_day_id(scenario.TARGET)
-    assert out["partitions"] == [["logs_local", day], ["logs_minute_local", day]]
+    assert out["partitions"] == [
+        ["logs_local", day],
+        ["logs_minute_local", day],
+        ["logs_perf_minute_local", day],
+    ]
     assert out["retention_dropped"] == [day] and out["after_retention"] == [0, 0]

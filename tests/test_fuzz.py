@@ -47,6 +47,9 @@ SETTINGS = Settings(jwt_secret=SECRET, token_lookup_rate=0, max_batch_rows=5)
 # parameter to the clock): a schema-valid request that breaks one is refused, with these.
 RANGE_RULE = "invalid parameter 'start_timestamp': must not be after end_timestamp"
 FUTURE_RULE = "invalid parameter 'target_timestamp': must not be in the future"
+# /api/data/self, with the gateway's own message: at most 30 days from start to end
+# (end 0 or missing: now)
+SPAN_RULE = "时间跨度不能超过 1 个月"
 BUCKETS_RULE = re.compile(
     rf"invalid parameter '(interval|group_by)': .* more than the limit of "
     rf"{SETTINGS.max_series_buckets}\b"
@@ -100,6 +103,10 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
 
     if message == RANGE_RULE:
         return not number("start_timestamp") > number("end_timestamp") > 0
+    if message == SPAN_RULE:
+        end = number("end_timestamp")
+        end = end if end > 0 else max(int(time.time()), number("start_timestamp"))
+        return not end - number("start_timestamp") > 30 * 86400
     if message == FUTURE_RULE:
         return not number("target_timestamp") > time.time() - 60
     return not BUCKETS_RULE.match(message)

@@ -41,15 +41,19 @@ from tests.test_stats import (
 
 BASE = 1_790_000_000 // DAY * DAY  # a UTC midnight; the rows span the 3 days before it
 NOW = BASE + 0.5
+NEXT = [-1, 0, 1]
 
 
 def edge_second() -> st.SearchStrategy[int]:
     """Seconds on and next to day, hour and minute boundaries of the span, and anywhere."""
     return st.one_of(
-        st.builds(lambda d, k: BASE - d * DAY + k, st.integers(0, 3), st.sampled_from([-1, 0, 1])),
-        st.builds(lambda h, k: BASE - h * HOUR + k, st.integers(0, 72), st.sampled_from([-1, 0, 1])),
-        st.builds(lambda m, k: BASE - m * MINUTE + k, st.integers(0, 4320),
-                  st.sampled_from([-1, 0, 1, 30])),  # fmt: skip
+        st.builds(lambda d, k: BASE - d * DAY + k, st.integers(0, 3), st.sampled_from(NEXT)),
+        st.builds(lambda h, k: BASE - h * HOUR + k, st.integers(0, 72), st.sampled_from(NEXT)),
+        st.builds(
+            lambda m, k: BASE - m * MINUTE + k,
+            st.integers(0, 4320),
+            st.sampled_from([-1, 0, 1, 30]),
+        ),  # fmt: skip
         st.integers(BASE - 3 * DAY - 10, BASE - 1),
     )
 
@@ -206,5 +210,6 @@ def test_zone_grain_hours_for_whole_hour_offsets_minutes_otherwise() -> None:
     assert zone_grain("Australia/Lord_Howe", year, year + 20 * DAY) == HOUR
     assert zone_grain("Australia/Lord_Howe", year, year + 200 * DAY) == MINUTE
     # the levels a local-day series may read then: no UTC day level
-    assert [r.grain for r in levels(frozenset({"type"}), zone_grain("Asia/Kolkata", year,
-                                                                     year + DAY))] == [MINUTE]
+    assert [
+        r.grain for r in levels(frozenset({"type"}), zone_grain("Asia/Kolkata", year, year + DAY))
+    ] == [MINUTE]

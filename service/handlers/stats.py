@@ -1,6 +1,8 @@
-"""``/api/log/stat`` and ``/api/log/series``, admin and self views."""
+"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``, admin and self views."""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -8,7 +10,17 @@ from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
 from ..params import LogFilter, get_str, parse_filter
-from ..stats import GROUP_KEYS_ADMIN, GROUP_KEYS_USER, INTERVALS, SeriesRequest, series, stat
+from ..performance import performance
+from ..stats import (
+    GROUP_KEYS_ADMIN,
+    GROUP_KEYS_USER,
+    INTERVALS,
+    SeriesRequest,
+    own_totals,
+    series,
+    stat,
+)
+from ..usage import get_tz
 from ..web import ok
 from . import principal
 
@@ -25,9 +37,15 @@ async def stat_all(request: web.Request) -> web.Response:
 
 async def stat_self(request: web.Request) -> web.Response:
     who = await principal(request, ROLE_USER)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
+    settings = request.app[SETTINGS]
+    flt = parse_filter(request.query, settings, admin=False)
     flt.user_id = who.user_id
-    return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
+    tz = get_tz(request.query, settings.time_zone)
+    store, now = request.app[STORE], request.app[CLOCK]()
+    figures, overall = await asyncio.gather(
+        stat(store, flt, now), own_totals(store, who.user_id, now, tz)
+    )
+    return ok({**figures, **overall})
 
 
 def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:
@@ -68,3 +86,26 @@ async def series_self(request: web.Request) -> web.Response:
         request.app[STORE], flt, wanted, GROUP_KEYS_USER, settings.max_series_buckets
     )
     return ok(data)
+
+
+def _group_by(request: web.Request, admin: bool) -> str | None:
+    keys = GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
+    group_by = get_str(request.query, "group_by", request.app[SETTINGS])
+    if group_by is not None and group_by not in keys:
+        raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
+    return group_by
+
+
+async def performance_all(request: web.Request) -> web.Response:
+    await principal(request, ROLE_ADMIN)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
+    group_by = _group_by(request, admin=True)
+    return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_ADMIN))
+
+
+async def performance_self(request: web.Request) -> web.Response:
+    who = await principal(request, ROLE_USER)
+    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
+    flt.user_id = who.user_id
+    group_by = _group_by(request, admin=False)
+    return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_USER))

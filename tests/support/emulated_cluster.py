@@ -27,6 +27,8 @@ from service.ingest import LOG_FIELDS, IdGenerator, store_logs, store_tokens, va
 from service.logs import USER_FIELDS, find_token, list_page
 from service.migrate import is_current, migrate
 from service.params import LogFilter, Page
+from service.performance import performance
+from service.stats import GROUP_KEYS_ADMIN
 from service.store import ChdbStore
 from tests.support.cluster import CLUSTER, sample_schema, without_cluster
 
@@ -100,6 +102,8 @@ async def scenario(workdir: Path) -> dict[str, Any]:
         out["logs"] = list((await store.query(count)).rows[0])
         rollup = "SELECT sum(requests), sum(quota) FROM logs_minute"
         out["rollup"] = list((await store.query(rollup)).rows[0])
+        perf = await performance(store, LogFilter(user_id=3), "model_name", GROUP_KEYS_ADMIN)
+        out["perf_user3"] = [perf["total"]["requests"], len(perf["groups"])]
         users = "SELECT hour, uniqMerge(users) FROM channel_hour GROUP BY hour ORDER BY hour"
         out["channel_users"] = [row[1] for row in (await store.query(users)).rows]
         items, total = await list_page(

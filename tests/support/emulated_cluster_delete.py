@@ -55,10 +55,13 @@ async def scenario(workdir: Path) -> dict[str, Any]:
         out["left"] = list((await store.query(totals)).rows[0])
         rollup = "SELECT sum(requests), sum(quota) FROM logs_minute"
         out["rollup"] = list((await store.query(rollup)).rows[0])
+        perf = "SELECT sum(n) FROM logs_perf_minute WHERE type = 2"
+        out["perf_rollup"] = int((await store.query(perf)).scalar())
         out["stat"] = await stat(store, LogFilter(start=START, end=NOW, user_id=2), NOW)
         parts = (
             "SELECT DISTINCT table, partition_id FROM system.parts "
-            "WHERE table IN ('logs_local', 'logs_minute_local') AND active ORDER BY ALL"
+            "WHERE table IN ('logs_local', 'logs_minute_local', 'logs_perf_minute_local') "
+            "AND active ORDER BY ALL"
         )
         out["partitions"] = [list(r) for r in (await store.query(parts)).rows]
         run = await run_retention(store, NOW + 2 * DAY, 1, DeleteGuard(), 2)
