@@ -433,7 +433,7 @@ def test_delete_and_retention_in_cluster_mode(tmp_path: Any) -> None:
     assert out["stat"]["quota"] == sum(r["quota"] for r in mine)
     statements = out["statements"]
     drops = [s for s in statements if s.startswith("ALTER TABLE")]
-    corrections = [s for s in statements if s.startswith("INSERT INTO")]
+    corrections = [s for s in statements if s.lstrip().startswith("INSERT INTO")]
     assert len(drops) == len(TABLES) and len(corrections) == len(TABLES) - 1
     delete = statements[-1]
     assert drops[0].startswith("ALTER TABLE logs_local ON CLUSTER `gatelog` DROP PARTITION")
