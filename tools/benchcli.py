@@ -1,27 +1,20 @@
-"""``python -m service bench``: the benchmark suite (``bench/run.py`` in a checkout)."""
+"""``python -m service bench``: the benchmark suite (``tools/bench/run.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .commands import command
-from .settings import Settings
+from service.commands import command
+from service.settings import Settings
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of bench/run.py")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of tools/bench/run.py")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        from bench.run import main
-    except ModuleNotFoundError:
-        print(
-            "gatelog: the benchmark suite runs from a checkout: python -m bench.run",
-            file=sys.stderr,
-        )
-        return 2
+    from tools.bench.run import main
+
     return main([a for a in args.bench_args if a != "--"])
 
 
