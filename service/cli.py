@@ -96,7 +96,7 @@ command("token", "print a signed bearer token", _token_args)(cmd_token)
 #: tools package's, whose optional dependencies may be missing in a serving install
 _PLUGINS = ("service.retention", "tools.importer", "tools.generate", "tools.benchcli")
 #: the tools extra: what import, generate and bench need beyond the server
-TOOLS_EXTRA = ("numpy", "tqdm", "psycopg", "pymysql")
+TOOLS_EXTRA = ("numpy", "tqdm")
 TOOLS_HINT = "pip install 'gatelog[tools]'"
 
 

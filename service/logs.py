@@ -65,11 +65,27 @@ def shape(
     return items
 
 
+def with_channel(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Admin list items as the gateway serializes them: the channel id also as
+    ``channel`` (its struct tag), the name its own UI reads."""
+    for item in items:
+        item["channel"] = item["channel_id"]
+    return items
+
+
 async def list_page(
-    store: Store, flt: LogFilter, page: Page, fields: Sequence[str], user_view: bool
+    store: Store,
+    flt: LogFilter,
+    page: Page,
+    fields: Sequence[str],
+    user_view: bool,
+    keyword: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page newest first, and the exact total (two queries run side by side)."""
+    """One page newest first, and the exact total (two queries run side by side);
+    ``keyword`` as in :func:`search`."""
+    flt, extra = keyword_filter(flt, keyword)
     where, params = flt.where()
+    params.update(extra)
     page_sql = (
         f"SELECT {select_list(fields)} FROM logs WHERE {where} {ORDER} "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"

@@ -37,6 +37,9 @@ class Settings:
     gateway_auth_negative_ttl_seconds: float = 2.0
     gateway_auth_cache_size: int = 10_000
     gateway_timeout_seconds: float = 3.0
+    # Follow a gateway database (an import URL) from `serve`.
+    follow_from: str | None = None
+    follow_interval_seconds: float = 2.0
     # The zone of "today" and the default `tz` of series and /api/data.
     time_zone: str = "UTC"
     # HTTP.

@@ -183,6 +183,24 @@ async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
     }
 
 
+async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[str, int]:
+    """The newer gateway's extra figures of a user's stat: their consume logs of all
+    time and since local midnight in ``tz`` (the request's other filters ignored, as
+    the gateway does)."""
+    from .usage import local_midnight
+
+    flt = LogFilter(user_id=user_id, type=DEFAULT_STAT_TYPE)
+    overall, today = await asyncio.gather(
+        totals(store, flt, None, None), totals(store, flt, local_midnight(now, tz), None)
+    )
+    return {
+        "total_requests": overall.requests,
+        "total_quota": overall.quota,
+        "today_requests": today.requests,
+        "today_quota": today.quota,
+    }
+
+
 @dataclass(frozen=True)
 class SeriesRequest:
     start: int

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -617,6 +618,12 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-name", help="name that identifies the source for resuming")
     p.add_argument("--no-tokens", action="store_true", help="skip the tokens table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the import, keep importing new logs every GATELOG_FOLLOW_INTERVAL_SECONDS "
+        "(and the tokens at least every 30 s) until stopped",
+    )
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -631,6 +638,22 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     except SourceError as exc:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 2
+
+    async def follow() -> None:
+        from service.follow import Follower
+
+        store = open_store(settings)
+        try:
+            await migrate(store, cluster=settings.clickhouse_cluster)
+            await Follower(store, source, interval=settings.follow_interval_seconds).run()
+        finally:
+            await store.close()
+
+    if args.follow:
+        print(f"following {source.name} every {settings.follow_interval_seconds:g} s")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(follow())
+        return 0
 
     async def run() -> Result:
         store = open_store(settings)
