@@ -889,8 +889,12 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     gone = result["delete"]["gatelog_s"]
     target("a month deleted in under 2 s", f"{gone:.2f} s", gone < 2.0, f"{gone - 2:.1f} s over")
     theirs = result["delete"]["newapi_s"]
-    target("the month's delete faster than new-api's ALTER TABLE ... DELETE",
-           f"{gone:.2f} s vs {theirs:.2f} s", gone < theirs, f"{gone / theirs:.1f}x slower")
+    target(
+        "the month's delete faster than new-api's ALTER TABLE ... DELETE",
+        f"{gone:.2f} s vs {theirs:.2f} s",
+        gone < theirs,
+        f"{gone / theirs:.1f}x slower",
+    )
     return {"cases": cases, "targets": targets}
 
 
@@ -973,8 +977,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Tables after the load, every table's parts merged "
         f"({result['engine']['settle']['seconds']:.0f} s of `OPTIMIZE ... FINAL`): "
-        + "; ".join(f"`{t}` {v['rows']:,} rows, {v['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
-                    for t, v in result["engine"]["tables"].items()) + ".",
+        + "; ".join(
+            f"`{t}` {v['rows']:,} rows, {v['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
+            for t, v in result["engine"]["tables"].items()
+        )
+        + ".",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -1036,8 +1043,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="engine data for the run (default bench/data/<rows>)")
     p.add_argument("--out", help="where results go (default bench/results)")
     p.add_argument("--quick", action="store_true", help="a small smoke run (a few thousand rows)")
-    p.add_argument("--fast", action="store_true",
-                   help="few repetitions on the kept data of --rows (for iterating)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="few repetitions on the kept data of --rows (for iterating)",
+    )
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--plan", help=argparse.SUPPRESS)
     p.add_argument("--context", help=argparse.SUPPRESS)
