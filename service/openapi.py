@@ -187,6 +187,13 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
             "the token's secret key, with or without sk- (surrounding ASCII whitespace is ignored)",
             required=True,
         ),  # fmt: skip
+        "dashboard_asset": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": ["app.js", "app.css", "plotly.min.js"]},
+            "description": "the asset's file name",
+        },  # fmt: skip
         "target_timestamp": query(
             "target_timestamp",
             {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
@@ -432,21 +439,20 @@ def _dashboard_paths() -> dict[str, dict[str, Schema]]:
                 "200": {"description": summary, "content": {t: {"schema": STR} for t in types}},
                 **({"404": {"description": "no such asset"}} if extra else {}),
             },
-            "security": [], **extra,
+            "parameters": [], "security": [], **extra,
         }  # fmt: skip
 
-    assets = ["app.js", "app.css", "plotly.min.js"]
-    name = {"name": "name", "in": "path", "required": True,
-            "schema": {"type": "string", "enum": assets}}  # fmt: skip
     return {
         "/": {"get": {"operationId": "root", "summary": "Redirect to the dashboard",
-                      "tags": ["dashboard"], "responses": moved, "security": []}},
+                      "tags": ["dashboard"], "parameters": [], "responses": moved,
+                      "security": []}},
         "/dashboard": {"get": {"operationId": "dashboardNoSlash", "summary": "Redirect",
-                               "tags": ["dashboard"], "responses": moved, "security": []}},
+                               "tags": ["dashboard"], "parameters": [], "responses": moved,
+                               "security": []}},
         "/dashboard/": {"get": static("dashboard", "The web dashboard", ["text/html"])},
         "/dashboard/assets/{name}": {"get": static(
             "dashboardAsset", "A script or style of the dashboard", ["text/javascript", "text/css"],
-            parameters=[name])},
+            parameters=[ref("parameters", "dashboard_asset")])},
     }  # fmt: skip
 
 

@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench import newapi
 from service import follow
 from service.app import create_app
 from service.follow import Follower
-from service.handlers.logs import hash_key
-from service.importer import parse_source
 from service.logs import find_token
 from service.settings import Settings, SettingsError
 from service.store import ChdbStore
+from service.tokenhash import hash_key
 from tests.conftest import truncate_all
 from tests.test_import import connect, maria_database, maria_server, pg_database, pg_server
+from tools.bench import newapi
+from tools.importer import parse_source
 
 __all__ = ["maria_server", "pg_server"]  # fixtures used by name below
 

@@ -20,8 +20,8 @@ from ..ingest import (
     validate,
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
+from ..tokenhash import hash_key
 from ..web import ok
-from .logs import hash_key
 
 
 def _writer(request: web.Request) -> None:

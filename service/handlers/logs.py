@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
@@ -20,13 +18,12 @@ from ..logs import (
 )
 from ..params import get_page, get_raw, get_str, parse_filter
 from ..ratelimit import client_ip
+from ..tokenhash import KEY_SPACE, hash_key
 from ..web import ok
 from . import principal
 
 TOKEN_NOT_FOUND = "Token does not exist or no permission"
 TOKEN_STATUS_DISABLED = 2
-# What is trimmed around a key; the document's pattern for `key` is "anything else".
-KEY_SPACE = " \t\r\n\f\v"
 
 
 async def list_all(request: web.Request) -> web.Response:
@@ -74,15 +71,6 @@ async def search_self(request: web.Request) -> web.Response:
     flt.user_id = who.user_id
     items = await search(request.app[STORE], flt, keyword, page, USER_FIELDS, user_view=True)
     return ok(items)
-
-
-def hash_key(key: str) -> str:
-    """Tokens are stored by the SHA-256 of their key without the ``sk-`` prefix (and
-    without surrounding ASCII whitespace, as a pasted key may have)."""
-    key = key.strip(KEY_SPACE)
-    if key.startswith("sk-"):
-        key = key[3:]
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def key_from_authorization(header: str) -> str:
