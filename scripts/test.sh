@@ -9,8 +9,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/*/bin/initdb ] 2>/dev/null || missing+=(postgresql)
   command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
+  # Debian's chromium for the dashboard's browser tests (Playwright drives it; its own
+  # browser download cannot work offline)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} for the import tests"
+    echo "installing ${missing[*]} for the import and browser tests"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi

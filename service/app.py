@@ -81,8 +81,39 @@ def create_app(
     app.cleanup_ctx.append(_engine(store))
     if settings.retention_days:
         app.cleanup_ctx.append(_retention)
+    if settings.follow_from:
+        app.cleanup_ctx.append(_follow(settings.follow_from))
     setup_routes(app)
     return app
+
+
+def _follow(url: str):  # type: ignore[no-untyped-def]
+    """``GATELOG_FOLLOW_FROM``: keep importing the gateway's database in the background."""
+    from tools.importer import SourceError, parse_source
+
+    from .settings import SettingsError
+
+    try:
+        source = parse_source(url)
+    except SourceError as exc:
+        raise SettingsError(f"GATELOG_FOLLOW_FROM: {exc}") from None
+
+    async def follow(app: web.Application) -> AsyncIterator[None]:
+        from .follow import Follower
+
+        follower = Follower(
+            app[STORE],
+            source,
+            interval=app[SETTINGS].follow_interval_seconds,
+            clock=app[CLOCK],
+            registry=app[METRICS].registry,
+        )
+        task = asyncio.create_task(follower.run())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return follow
 
 
 async def _close_gateway(app: web.Application) -> None:

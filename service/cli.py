@@ -92,16 +92,46 @@ command("migrate", "apply schema/ and exit", lambda p: None)(cmd_migrate)
 command("token", "print a signed bearer token", _token_args)(cmd_token)
 
 
+#: where subcommands beside the core ones live: the service's own (retention) and the
+#: tools package's, whose optional dependencies may be missing in a serving install
+_PLUGINS = ("service.retention", "tools.importer", "tools.generate", "tools.benchcli")
+#: the tools extra: what import, generate and bench need beyond the server
+TOOLS_EXTRA = ("numpy", "tqdm")
+TOOLS_HINT = "pip install 'gatelog[tools]'"
+
+
+def _missing_tool(name: str) -> str | None:
+    """The tools-extra package an ImportError is about, if it is one."""
+    root = (name or "").split(".")[0]
+    return root if root in TOOLS_EXTRA else None
+
+
 def _load_plugins() -> None:
-    """Subcommands that live in their own modules register themselves on import."""
+    """Subcommands that live in their own modules register themselves on import. A tool
+    whose extra is not installed still gets its name in ``--help``, and says how to fix it."""
     import importlib
 
-    for module in ("retention", "importer", "generate", "benchcli"):
+    for module in _PLUGINS:
         try:
-            importlib.import_module(f"service.{module}")
+            importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != f"service.{module}":
+            missing = _missing_tool(exc.name or "")
+            if missing is None:
                 raise
+            _unavailable(module.rsplit(".", 1)[1], missing)
+
+
+def _unavailable(module: str, missing: str) -> None:
+    name = {"importer": "import", "benchcli": "bench"}.get(module, module)
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        print(f"gatelog: {name} needs {missing} (the tools extra): {TOOLS_HINT}", file=sys.stderr)
+        return 2
+
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("args", nargs=argparse.REMAINDER, help=f"needs {TOOLS_HINT}")
+
+    command(name, f"(needs {TOOLS_HINT})", configure)(run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,4 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command][1](args, settings)
     except SettingsError as exc:
         print(f"gatelog: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        missing = _missing_tool(exc.name or "")
+        if missing is None:
+            raise
+        print(
+            f"gatelog: {args.command} needs {missing} (the tools extra): {TOOLS_HINT}",
+            file=sys.stderr,
+        )
         return 2

@@ -1,8 +1,8 @@
 """The registry of ``python -m service`` subcommands.
 
-Modules that own a subcommand (retention, import, generate, bench) register it here;
-``service.cli`` builds the parser from it. Kept apart from ``cli`` so that registering
-a command imports nothing of the app.
+Modules that own a subcommand (retention here; import, generate and bench in ``tools``)
+register it here; ``service.cli`` builds the parser from it. Kept apart from ``cli``
+so that registering a command imports nothing of the app.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@ the rollup kept exact, and ingest of newer logs never disturbed.
 
 ``delete_before(target)`` removes every log with ``created_at < target``:
 
-1. Whole days before the target's day: their partitions of ``logs`` and of the rollup
-   ``logs_minute`` are dropped, a bounded number per ``ALTER`` statement. The raw rows
-   are counted first (``count()`` on partition-key conditions is answered from part
-   metadata).
+1. Whole days before the target's day: their partitions of ``logs`` and of every rollup
+   (per minute, hour and day: :data:`ROLLUPS`) are dropped, a bounded number per
+   ``ALTER`` statement. The raw rows are counted first (``count()`` on partition-key
+   conditions is answered from part metadata).
 2. The target's own day, from midnight to the target: the rows are counted, the rollup
    receives negated rows for exactly those rows (per minute and dimensions), and a
    lightweight ``DELETE`` removes them. Rollup rows of newer logs are never touched, so
@@ -36,7 +36,8 @@ from datetime import UTC, date, datetime
 
 from .cluster import local_table, on_cluster, system_table
 from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
-from .stats import ROLLUP
+from .stats import ROLLUP, Rollup
+from .stats import ROLLUPS as LEVELS
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ DAY = 86400
 RAW = "logs"
 #: every table partitioned by day that holds rows derived from ``logs``; the rollups are
 #: dropped with the raw day and corrected for the partial day (``_CORRECTIONS``)
-ROLLUPS = (ROLLUP, PERF_ROLLUP)
+#: (logs_minute first, then the latency rollup, then the hour and day levels of stats)
+ROLLUPS = (ROLLUP, PERF_ROLLUP, *(r.table for r in LEVELS if r.table != ROLLUP))
 TABLES = (RAW, *ROLLUPS)
 _PARTITION_ID = re.compile(r"^\d{8}$")
 
@@ -79,7 +81,27 @@ FROM {RAW}
 WHERE {_WINDOW} AND type IN (2, 5)
 GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`, ut, fb
 """
-_CORRECTIONS = (_ROLLUP_OF_WINDOW, _PERF_OF_WINDOW)
+
+
+def _level_of_window(rollup: Rollup) -> str:
+    """The same for a stats level of another grain (schema/010-015): its buckets and
+    dimensions as its view makes them."""
+    dims = ", ".join(rollup.columns)
+    g = int(rollup.grain)
+    return (
+        f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, requests, quota, prompt_tokens, "
+        f"completion_tokens) SELECT toDateTime(intDiv(toUInt32(created_at), {g}) * {g}, 'UTC') "
+        f"AS {rollup.time}, {dims}, {{sign}}toInt64(count()), {{sign}}sum(quota), "
+        f"{{sign}}sum(prompt_tokens), {{sign}}sum(completion_tokens) FROM {RAW} "
+        f"WHERE {_WINDOW} GROUP BY {rollup.time}, {dims}"
+    )
+
+
+_CORRECTIONS = (
+    _ROLLUP_OF_WINDOW,
+    _PERF_OF_WINDOW,
+    *(_level_of_window(r) for r in LEVELS if r.table != ROLLUP),
+)
 
 
 class DeleteGuard:

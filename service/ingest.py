@@ -21,9 +21,22 @@ from typing import Any
 from .errors import BadRequest
 from .store import Store
 
+KEY_SPACE = " \t\r\n\f\v"  # as service/handlers/logs.py strips a looked-up key
 MAX_UINT64 = 2**64 - 1
 MAX_INT63 = 2**63 - 1
 MAX_DAYS_PER_INSERT = 90  # under the engine's max_partitions_per_insert_block (100)
+
+# Defaults of the ingest bounds (each a GATELOG_INGEST_* setting, docs/ingest.md).
+DEFAULT_MAX_CONTENT_CHARS = 65_536
+DEFAULT_MAX_OTHER_CHARS = 65_536
+DEFAULT_MAX_TEXT_CHARS = 1_024
+# Per-row bounds of the summed figures: a sum over any range reaches Int64's 2^63-1
+# only after 9.2 million rows at the quota bound, or 9.2 billion at the token bound.
+DEFAULT_MAX_QUOTA = 10**12
+DEFAULT_MAX_TOKENS = 10**9
+DEFAULT_CLOCK_SKEW_SECONDS = 300
+DEFAULT_MAX_DAYS_PER_BATCH = 31
+DEFAULT_MIN_TOKEN_KEY_CHARS = 1
 
 
 @dataclass(frozen=True)
@@ -37,28 +50,54 @@ class Field:
     default: Any = None
 
 
-LOG_FIELDS: tuple[Field, ...] = (
-    Field("id", "int", minimum=1),
-    Field("user_id", "int", required=True),
-    Field("created_at", "int", required=True, minimum=1, maximum=2**32 - 1),
-    Field("type", "int", required=True, minimum=0, maximum=255),
-    Field("content", "str"),
-    Field("username", "str", max_len=1024),
-    Field("token_name", "str", max_len=1024),
-    Field("model_name", "str", max_len=1024),
-    Field("quota", "int", minimum=-MAX_INT63),
-    Field("prompt_tokens", "int", minimum=-MAX_INT63),
-    Field("completion_tokens", "int", minimum=-MAX_INT63),
-    Field("use_time", "int", minimum=-(2**31), maximum=2**31 - 1),
-    Field("is_stream", "bool"),
-    Field("channel_id", "int", maximum=2**32 - 1),
-    Field("channel_name", "str", max_len=1024),
-    Field("token_id", "int"),
-    Field("group", "str", max_len=1024),
-    Field("ip", "str", max_len=256),
-    Field("request_id", "str", max_len=256),
-    Field("other", "json"),
-)
+def log_fields(
+    *,
+    max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+    max_other_chars: int = DEFAULT_MAX_OTHER_CHARS,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    max_quota: int = DEFAULT_MAX_QUOTA,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_created_at: int = 2**32 - 1,
+) -> tuple[Field, ...]:
+    """The columns of an ingested log with their bounds (the one list to edit)."""
+    return (
+        Field("id", "int", minimum=1),
+        Field("user_id", "int", required=True),
+        Field("created_at", "int", required=True, minimum=1, maximum=max_created_at),
+        Field("type", "int", required=True, minimum=0, maximum=255),
+        Field("content", "str", max_len=max_content_chars),
+        Field("username", "str", max_len=max_text_chars),
+        Field("token_name", "str", max_len=max_text_chars),
+        Field("model_name", "str", max_len=max_text_chars),
+        Field("quota", "int", minimum=-max_quota, maximum=max_quota),
+        Field("prompt_tokens", "int", minimum=-max_tokens, maximum=max_tokens),
+        Field("completion_tokens", "int", minimum=-max_tokens, maximum=max_tokens),
+        Field("use_time", "int", minimum=-(2**31), maximum=2**31 - 1),
+        Field("is_stream", "bool"),
+        Field("channel_id", "int", maximum=2**32 - 1),
+        Field("channel_name", "str", max_len=max_text_chars),
+        Field("token_id", "int"),
+        Field("group", "str", max_len=max_text_chars),
+        Field("ip", "str", max_len=256),
+        Field("request_id", "str", max_len=256),
+        Field("other", "json", max_len=max_other_chars),
+    )
+
+
+def log_fields_for(settings: Any, now: float | None = None) -> tuple[Field, ...]:
+    """The log columns bounded by ``settings``; ``created_at`` at most now + the skew."""
+    now = time.time() if now is None else now
+    return log_fields(
+        max_content_chars=settings.ingest_max_content_chars,
+        max_other_chars=settings.ingest_max_other_chars,
+        max_text_chars=settings.ingest_max_text_chars,
+        max_quota=settings.ingest_max_quota,
+        max_tokens=settings.ingest_max_tokens,
+        max_created_at=min(2**32 - 1, int(now) + settings.ingest_clock_skew_seconds),
+    )
+
+
+LOG_FIELDS: tuple[Field, ...] = log_fields()
 LOG_COLUMNS = tuple(f.name for f in LOG_FIELDS)
 
 TOKEN_FIELDS: tuple[Field, ...] = (
@@ -109,7 +148,7 @@ def validate(rows: list[Any], fields: Iterable[Field], max_rows: int) -> list[li
     if len(rows) > max_rows:
         raise BadRequest(f"body: {len(rows)} rows is more than the limit of {max_rows} per batch")
     out: list[list[Any]] = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(rows, start=1):  # rows numbered as a person counts them
         if not isinstance(row, dict):
             raise BadRequest(f"row {index}: expected a JSON object")
         values: list[Any] = []
@@ -152,7 +191,38 @@ def _check(index: int, f: Field, value: Any) -> Any:
         raise BadRequest(f"{where} must be a string")
     if len(value) > f.max_len:
         raise BadRequest(f"{where} is longer than {f.max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800" in JSON) decodes but cannot be stored: refused
+        # here, before anything of the batch is written.
+        raise BadRequest(f"{where} is not valid Unicode (a lone surrogate)") from None
     return value
+
+
+def check_days(rows: list[list[Any]], max_days: int) -> None:
+    """A batch spans at most ``max_days`` days (each day is a partition of ``logs``)."""
+    at = LOG_COLUMNS.index("created_at")
+    days = len({row[at] // 86400 for row in rows})
+    if days > max_days:
+        raise BadRequest(
+            f"body: the batch spans {days} days, more than the limit of {max_days} "
+            "(GATELOG_INGEST_MAX_DAYS_PER_BATCH); send one batch per day, "
+            "or import history with the import command"
+        )
+
+
+def check_token_keys(rows: list[list[Any]], min_chars: int) -> None:
+    """Keys count without surrounding whitespace and the ``sk-`` prefix: no blank keys."""
+    for index, row in enumerate(rows, start=1):
+        key = row[1].strip(KEY_SPACE)
+        if key.startswith("sk-"):
+            key = key[3:]
+        if len(key) < min_chars:
+            raise BadRequest(
+                f"row {index}: field 'key' must have at least {min_chars} "
+                "characters besides the 'sk-' prefix and surrounding whitespace"
+            )
 
 
 class IdGenerator:

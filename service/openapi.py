@@ -29,10 +29,13 @@ _ITEM_TYPES: dict[str, Schema] = {
     "username": STR, "token_name": STR, "model_name": STR, "quota": INT,
     "prompt_tokens": INT, "completion_tokens": INT, "use_time": INT,
     "is_stream": {"type": "boolean"}, "channel_id": INT, "channel_name": STR,
+    "channel": {**INT, "description": "the channel id again, under the name the gateway's "
+                "own UI reads"},
     "token_id": INT, "group": STR, "ip": STR, "request_id": STR,
     "other": {"type": "string", "description": "JSON text (pricing ratios, timings, ...)"},
 }  # fmt: skip
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
+MY_STAT_FIELDS = ("total_requests", "total_quota", "today_requests", "today_quota")
 SERIES_FIELDS = ("requests", "quota", "prompt_tokens", "completion_tokens")
 INTERVALS = ("minute", "hour", "day")
 GROUP_BY_USER = ("model_name", "token_name", "group")
@@ -184,6 +187,13 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
             "the token's secret key, with or without sk- (surrounding ASCII whitespace is ignored)",
             required=True,
         ),  # fmt: skip
+        "dashboard_asset": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": ["app.js", "app.css", "plotly.min.js"]},
+            "description": "the asset's file name",
+        },  # fmt: skip
         "target_timestamp": query(
             "target_timestamp",
             {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
@@ -256,7 +266,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 },
             ]
         },
-        "AdminLogItem": _item(logs.ADMIN_FIELDS, "A log as administrators see it."),
+        "AdminLogItem": _item((*logs.ADMIN_FIELDS, "channel"), "A log as administrators see it."),
         "UserLogItem": _item(
             logs.USER_FIELDS,
             "A log as its user sees it: no channel, and `other` without admin-only keys.",
@@ -271,6 +281,15 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "tokens) of the last 60 seconds, same filters, the range ignored. Exact.",
             "properties": counts,
             "required": list(STAT_FIELDS),
+            "additionalProperties": False,
+        },
+        "MyStat": {
+            "type": "object",
+            "description": "the Stat figures, and the caller's consume logs and their quota "
+            "of all time (total_*) and since local midnight in `tz` (today_*); these four "
+            "ignore the other filters, as the gateway does",
+            "properties": counts | {name: INT for name in MY_STAT_FIELDS},
+            "required": [*STAT_FIELDS, *MY_STAT_FIELDS],
             "additionalProperties": False,
         },
         "SeriesBucket": {
@@ -405,6 +424,36 @@ def _performance_figures(key: bool = False) -> Schema:
         "required": list(properties),
         "additionalProperties": False,
     }
+
+
+def _dashboard_paths() -> dict[str, dict[str, Schema]]:
+    """The web dashboard (docs/dashboard.md): a page and its assets, no credentials
+    (the page signs in against the API itself)."""
+    moved = {"302": {"description": "to /dashboard/", "headers": {
+        "Location": {"schema": {"type": "string", "const": "/dashboard/"}}}}}  # fmt: skip
+
+    def static(op_id: str, summary: str, types: list[str], **extra: Any) -> Schema:
+        return {
+            "operationId": op_id, "summary": summary, "tags": ["dashboard"],
+            "responses": {
+                "200": {"description": summary, "content": {t: {"schema": STR} for t in types}},
+                **({"404": {"description": "no such asset"}} if extra else {}),
+            },
+            "parameters": [], "security": [], **extra,
+        }  # fmt: skip
+
+    return {
+        "/": {"get": {"operationId": "root", "summary": "Redirect to the dashboard",
+                      "tags": ["dashboard"], "parameters": [], "responses": moved,
+                      "security": []}},
+        "/dashboard": {"get": {"operationId": "dashboardNoSlash", "summary": "Redirect",
+                               "tags": ["dashboard"], "parameters": [], "responses": moved,
+                               "security": []}},
+        "/dashboard/": {"get": static("dashboard", "The web dashboard", ["text/html"])},
+        "/dashboard/assets/{name}": {"get": static(
+            "dashboardAsset", "A script or style of the dashboard", ["text/javascript", "text/css"],
+            parameters=[ref("parameters", "dashboard_asset")])},
+    }  # fmt: skip
 
 
 def _page(item: str) -> Schema:
@@ -589,7 +638,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/self": {
             "get": _operation(
                 "listMyLogs", "My logs, newest first, one page", "logs",
-                ["p", "page_size", *USER_FILTERS], _ok(user_page, "one page and the total"),
+                ["p", "page_size", "keyword", *USER_FILTERS],
+                _ok(user_page, "one page and the total"),
                 READ_ERRORS,
             )
         },
@@ -615,7 +665,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
                     "the token's logs, newest first"),
                 ("400", "404", "429", "503"), auth=False,
                 description="Unknown and disabled keys both answer 404. Rate-limited per "
-                "client address.",
+                "client address. Without `key`, the key is taken from `Authorization` as newer "
+                "gateway builds send it (raw or `Bearer`, `sk-` and any `-suffix` dropped).",
             )
         },
         "/api/log/stat": {
@@ -627,7 +678,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/self/stat": {
             "get": _operation(
                 "myLogStat", "My quota, requests and tokens, with RPM/TPM", "stats",
-                USER_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+                [*USER_STAT, "tz"], _ok(ref("schemas", "MyStat"), "the statistics"),
+                READ_ERRORS,
             )
         },
         "/api/log/series": {
@@ -686,6 +738,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 ("/api/data/self", "myUsageData"), ("/api/data/self/", "myUsageDataSlash")
             )
         },
+        **_dashboard_paths(),
         "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},
         "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", USER_FILTERS)},
         "/api/internal/logs": {
@@ -761,6 +814,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "tags": [
             {"name": "logs", "description": "list, search, token lookup, export, delete"},
             {"name": "stats", "description": "statistics and series"},
+            {"name": "dashboard", "description": "the web dashboard (HTML, scripts, styles)"},
             {"name": "ingest", "description": "how the gateway sends logs and tokens"},
             {"name": "operations", "description": "probes, metrics, this document"},
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from .handlers import export, history, ingest, logs, ops, stats, usage
+from .handlers import dashboard, export, history, ingest, logs, ops, stats, usage
 from .keys import SETTINGS
 
 
@@ -35,6 +35,10 @@ def setup_routes(app: web.Application) -> None:
             web.get("/readyz", ops.readyz),
             web.get("/metrics", ops.metrics),
             web.get("/api/openapi.json", ops.openapi),
+            web.get("/", dashboard.root),
+            web.get("/dashboard", dashboard.root),
+            web.get("/dashboard/", dashboard.page),
+            web.get("/dashboard/assets/{name}", dashboard.asset),
         ]
     )
     # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).

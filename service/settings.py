@@ -37,6 +37,9 @@ class Settings:
     gateway_auth_negative_ttl_seconds: float = 2.0
     gateway_auth_cache_size: int = 10_000
     gateway_timeout_seconds: float = 3.0
+    # Follow a gateway database (an import URL) from `serve`.
+    follow_from: str | None = None
+    follow_interval_seconds: float = 2.0
     # The zone of "today" and the default `tz` of series and /api/data.
     time_zone: str = "UTC"
     # HTTP.
@@ -56,6 +59,17 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     max_batch_rows: int = 200_000
     max_series_buckets: int = 10_000
+    # Ingest bounds (docs/ingest.md): text lengths in characters, per-row bounds of the
+    # summed figures (so sums cannot overflow), how far ahead of this clock a created_at
+    # may be, how many days (partitions) one batch may span, a token key's minimum length.
+    ingest_max_content_chars: int = 65_536
+    ingest_max_other_chars: int = 65_536
+    ingest_max_text_chars: int = 1_024
+    ingest_max_quota: int = 10**12
+    ingest_max_tokens: int = 10**9
+    ingest_clock_skew_seconds: int = 300
+    ingest_max_days_per_batch: int = 31
+    ingest_min_token_key_chars: int = 1
     # Export: the rows the engine sorts at a time (newest-first windows planned from the
     # rollup) and the rows per block handed to Python; together they bound the memory.
     export_window_rows: int = 100_000

@@ -1,9 +1,13 @@
-"""Stats and dashboard series: exact sums, served from the per-minute rollup.
+"""Stats and dashboard series: exact sums, served from rollups at several levels.
 
-A time range ``[start, end]`` (Unix seconds, both inclusive) splits into the whole
-minutes it covers, read from ``logs_minute`` (schema/003), and at most two partial edge
-minutes, read from the raw ``logs`` rows of those seconds only. The answer equals a scan
-of the raw rows, and its cost grows with the minutes in range, not with the rows.
+A time range ``[start, end]`` (Unix seconds, both inclusive) is covered with the
+coarsest level that fits each piece (:func:`cover`): whole UTC days from a day rollup,
+then whole hours at the edges from an hour rollup, whole minutes from ``logs_minute``
+(schema/003), and raw seconds at the very edges from ``logs``. Each level is read from
+the smallest rollup whose dimensions cover the filters (:data:`ROLLUPS`,
+:func:`levels`): site-wide rollups without the per-user columns for admin views,
+per-user ones otherwise. The answer equals a scan of the raw rows, and its cost grows
+with the buckets in range, not with the rows.
 
 Filters that the rollup cannot serve (``request_id``: it is not a rollup dimension, and
 it selects a handful of rows) are answered from ``logs`` alone.
@@ -25,6 +29,43 @@ from .store import Store
 
 ROLLUP = "logs_minute"
 MINUTE = 60
+HOUR = 3600
+DAY = 86400
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A rollup table of ``logs``: its time column (the start of its bucket), the bucket
+    size in seconds, and the dimensions it keeps (names of :class:`LogFilter` fields and
+    of group-by keys). Its columns are the dimensions' columns and the four sums."""
+
+    table: str
+    time: str
+    grain: int
+    dims: frozenset[str]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(DIMENSION_COLUMNS[d] for d in DIMENSION_ORDER if d in self.dims)
+
+
+#: filter/group-by names -> column (same in `logs` and in each rollup); an allowlist
+DIMENSION_COLUMNS = {
+    "user_id": "user_id", "type": "type", "username": "username",
+    "token_name": "token_name", "model_name": "model_name", "channel": "channel_id",
+    "group": "`group`",
+}  # fmt: skip
+DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
+_EVERY = frozenset(DIMENSION_COLUMNS)
+_SITE = frozenset({"type", "model_name", "channel", "group"})
+#: every rollup, coarsest level first and, within a level, smallest first (schema/003,
+#: 010-015); logs_minute serves every filter a rollup can serve.
+ROLLUPS: tuple[Rollup, ...] = (
+    Rollup("logs_day_site", "day", DAY, _SITE),
+    Rollup("logs_day", "day", DAY, _EVERY),
+    Rollup("logs_hour_site", "hour", HOUR, _SITE),
+    Rollup(ROLLUP, "minute", MINUTE, _EVERY),
+)
 #: the type a stat or series counts when the request names none (or 0): consumption,
 #: as the gateway's own stat does (it ignores `type` altogether).
 DEFAULT_STAT_TYPE = 2
@@ -108,6 +149,55 @@ def rollup_serves(flt: LogFilter) -> bool:
     return flt.request_id is None and flt.token_id is None and not flt.extra
 
 
+def filter_dimensions(flt: LogFilter, group_by: str | None = None) -> frozenset[str]:
+    """The dimensions a rollup must keep to answer ``flt`` (and group by ``group_by``)."""
+    used = {name for name in DIMENSION_ORDER if getattr(flt, name) is not None}
+    if group_by is not None:
+        used.add(group_by)
+    return frozenset(used)
+
+
+def levels(needed: frozenset[str], bucket: int | None = None) -> tuple[Rollup, ...]:
+    """One rollup per time level, coarsest first: the smallest of that level whose
+    dimensions cover ``needed``. With ``bucket`` (a series' bucket size in seconds,
+    buckets aligned to multiples of it), only levels whose grain divides it."""
+    chosen: dict[int, Rollup] = {}
+    for rollup in ROLLUPS:
+        if not needed <= rollup.dims or rollup.grain in chosen:
+            continue
+        if bucket is not None and bucket % rollup.grain:
+            continue
+        chosen[rollup.grain] = rollup
+    return tuple(sorted(chosen.values(), key=lambda r: -r.grain))
+
+
+Piece = tuple[Rollup | None, Bound, Bound]
+
+
+def cover(lo: Bound, hi: Bound, chosen: Sequence[Rollup]) -> list[Piece]:
+    """``[lo, hi)`` as disjoint pieces ``(rollup, lo, hi)``: the whole buckets of the
+    coarsest level in it, then, in what is left at each edge, the whole buckets of the
+    next level, and so on; ``None`` for the raw seconds left at the edges. ``None``
+    bounds are open (the coarsest level takes them)."""
+    if lo is not None and hi is not None and lo >= hi:
+        return []
+    if not chosen:
+        return [(None, lo, hi)]
+    level, rest = chosen[0], chosen[1:]
+    g = level.grain
+    first = None if lo is None else -(-lo // g) * g
+    stop = None if hi is None else hi // g * g
+    if first is not None and stop is not None and first >= stop:
+        return cover(lo, hi, rest)
+    out: list[Piece] = []
+    if lo is not None and first is not None and lo < first:
+        out += cover(lo, first, rest)
+    out.append((level, first, stop))
+    if hi is not None and stop is not None and stop < hi:
+        out += cover(stop, hi, rest)
+    return out
+
+
 def _range_sql(column: str, lo: Bound, hi: Bound, name: str, params: dict[str, Any]) -> str:
     parts = []
     if lo is not None:
@@ -120,21 +210,46 @@ def _range_sql(column: str, lo: Bound, hi: Bound, name: str, params: dict[str, A
 
 
 def _selects(
-    flt: LogFilter, split: Split, rollup_cols: str, raw_cols: str, tail: str = ""
+    flt: LogFilter,
+    pieces: Sequence[Piece],
+    sums: tuple[str, str],
+    key: str | None = None,
+    bucket: str | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
-    """One SELECT over the rollup's whole minutes and one over the raw edges."""
+    """One SELECT per table the pieces read (rollups and the raw edges), each with the
+    filter's conditions and its pieces' time ranges; with ``bucket`` (a parameter
+    placeholder of the bucket size) and ``key`` (a dimension's column), grouped by
+    bucket and key."""
     where, params = flt.where(time=False)
+    by_table: dict[str, tuple[Rollup | None, list[tuple[Bound, Bound]]]] = {}
+    for rollup, lo, hi in pieces:
+        name = rollup.table if rollup else "logs"
+        by_table.setdefault(name, (rollup, []))[1].append((lo, hi))
     selects = []
-    if split.whole is not None:
-        cond = _range_sql("minute", *split.whole, "whole", params)
-        selects.append(f"SELECT {rollup_cols} FROM {ROLLUP} WHERE {where} AND {cond} {tail}")
-    if split.edges:
+    for n, (table, (rollup, ranges)) in enumerate(by_table.items()):
+        column = rollup.time if rollup else "created_at"
         cond = " OR ".join(
-            f"({_range_sql('created_at', lo, hi, f'edge{i}', params)})"
-            for i, (lo, hi) in enumerate(split.edges)
+            f"({_range_sql(column, lo, hi, f't{n}r{i}', params)})"
+            for i, (lo, hi) in enumerate(ranges)
         )
-        selects.append(f"SELECT {raw_cols} FROM logs WHERE {where} AND ({cond}) {tail}")
+        cols = sums[0] if rollup else sums[1]
+        tail = ""
+        if bucket is not None:
+            cols = (f"intDiv(toUInt32({column}), {bucket}) * {bucket} AS bucket, "
+                    f"{key or chr(39) * 2} AS key, {cols}")  # fmt: skip
+            tail = " GROUP BY bucket, key"
+        selects.append(f"SELECT {cols} FROM {table} WHERE {where} AND ({cond}){tail}")
     return selects, params
+
+
+def plan_pieces(
+    flt: LogFilter, lo: Bound, hi: Bound, group_by: str | None = None, bucket: int | None = None
+) -> list[Piece]:
+    """How ``[lo, hi)`` is read for ``flt``: :func:`cover` with the :func:`levels` that
+    serve the filter (raw rows only when a condition is on no rollup's dimension)."""
+    if not rollup_serves(flt):
+        return cover(lo, hi, ())
+    return cover(lo, hi, levels(filter_dimensions(flt, group_by), bucket))
 
 
 @dataclass(frozen=True)
@@ -150,13 +265,63 @@ class Totals:
 
 async def totals(store: Store, flt: LogFilter, lo: Bound, hi: Bound) -> Totals:
     """The four sums over ``[lo, hi)`` and the filter's other conditions, exactly."""
-    split = split_range(lo, hi, rollup_serves(flt))
-    if split.empty:
+    pieces = plan_pieces(flt, lo, hi)
+    if not pieces:
         return Totals()
-    selects, params = _selects(flt, split, _ROLLUP_SUMS, _RAW_SUMS)
+    selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
     sql = f"SELECT {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)})"
     row = (await store.query(sql, params)).rows[0]
     return Totals(*(int(value) for value in row))
+
+
+async def bucket_counts(
+    store: Store, flt: LogFilter, lo: Bound, hi: Bound, size: int
+) -> list[tuple[int, int]]:
+    """``(bucket start, rows)`` of ``[lo, hi)`` for ``flt`` in buckets of ``size`` seconds
+    (UTC-aligned), newest first, empty buckets left out; from the rollups (the caller
+    checks :func:`rollup_serves`) and the raw edges, exactly."""
+    pieces = plan_pieces(flt, lo, hi, None, size)
+    if not pieces:
+        return []
+    selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), None,
+                               "{bucket_size:UInt32}")  # fmt: skip
+    params["bucket_size"] = size
+    sql = (
+        f"SELECT bucket, sum(requests) AS n FROM ({' UNION ALL '.join(selects)}) "
+        "GROUP BY bucket HAVING n != 0 ORDER BY bucket DESC"
+    )
+    return [(int(b), int(n)) for b, n in (await store.query(sql, params)).rows]
+
+
+def count_bucket(flt: LogFilter) -> int:
+    """The bucket size for :func:`bucket_counts` of a list: hours where a rollup keeps
+    hours for the filter's dimensions (site-wide filters), else days."""
+    hourly = levels(filter_dimensions(flt), HOUR)
+    return HOUR if hourly and hourly[0].grain == HOUR else DAY
+
+
+def zone_grain(tz: str, lo: int, hi: int) -> int:
+    """The coarsest rollup grain from which day (or hour) buckets of time zone ``tz``
+    over ``[lo, hi)`` can be summed exactly: ``HOUR`` when the zone's UTC offset is a
+    whole number of hours all through the range (local midnights are then UTC hour
+    starts: the hour rollups serve, e.g. Europe/Berlin, America/New_York with their DST
+    shifts), else ``MINUTE`` (Asia/Kolkata +5:30, Asia/Kathmandu +5:45, Lord Howe's
+    half-hour DST: every offset in use is whole minutes). Pass it as ``bucket`` to
+    :func:`plan_pieces` / :func:`levels` so that only levels of that grain or finer are
+    read, and bucket the rows with the zone's own local day. The offset is looked at
+    every 3 hours and at both ends (zone changes are hours apart), so a range of N days
+    costs 8N ``utcoffset`` calls. Raises ``zoneinfo.ZoneInfoNotFoundError`` for an
+    unknown zone (the caller's 400)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    step = 3 * HOUR
+    for at in [*range(lo, hi, step), max(lo, hi - 1)]:
+        offset = datetime.fromtimestamp(at, zone).utcoffset()
+        if offset is not None and offset.total_seconds() % HOUR:
+            return MINUTE
+    return HOUR
 
 
 def stat_filter(flt: LogFilter) -> LogFilter:
@@ -180,6 +345,24 @@ async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
         "requests": in_range.requests,
         "prompt_tokens": in_range.prompt_tokens,
         "completion_tokens": in_range.completion_tokens,
+    }
+
+
+async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[str, int]:
+    """The newer gateway's extra figures of a user's stat: their consume logs of all
+    time and since local midnight in ``tz`` (the request's other filters ignored, as
+    the gateway does)."""
+    from .usage import local_midnight
+
+    flt = LogFilter(user_id=user_id, type=DEFAULT_STAT_TYPE)
+    overall, today = await asyncio.gather(
+        totals(store, flt, None, None), totals(store, flt, local_midnight(now, tz), None)
+    )
+    return {
+        "total_requests": overall.requests,
+        "total_quota": overall.quota,
+        "today_requests": today.requests,
+        "today_quota": today.quota,
     }
 
 
@@ -225,18 +408,13 @@ async def series(
     With ``group_by``, also one series per value of that column, largest first."""
     check_series(request, max_buckets)
     flt = stat_filter(flt)
-    key = group_keys[request.group_by] if request.group_by else "''"
-    split = split_range(*half_open(request.start, request.end), rollup_serves(flt))
-    size = "{bucket_size:UInt32}"
-    rollup_cols = f"intDiv(toUInt32(minute), {size}) * {size} AS bucket, {key} AS key, " + (
-        _ROLLUP_SUMS
-    )
-    raw_cols = f"intDiv(toUInt32(created_at), {size}) * {size} AS bucket, {key} AS key, " + (
-        _RAW_SUMS
-    )
+    key = group_keys[request.group_by] if request.group_by else None
+    pieces = plan_pieces(flt, *half_open(request.start, request.end), request.group_by,
+                         request.size)  # fmt: skip
     rows: Sequence[tuple[Any, ...]] = []
-    if not split.empty:
-        selects, params = _selects(flt, split, rollup_cols, raw_cols, "GROUP BY bucket, key")
+    if pieces:
+        selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), key,
+                                   "{bucket_size:UInt32}")  # fmt: skip
         params["bucket_size"] = request.size
         sql = (
             f"SELECT bucket, key, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) "

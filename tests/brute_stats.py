@@ -81,3 +81,28 @@ def series(
             for name, value in sums([r]).items():
                 target[name] += value
     return total, groups
+
+
+def self_stat(
+    rows: list[Mapping[str, Any]],
+    q: Mapping[str, Any],
+    user_id: int,
+    now: float,
+    tz: str = "UTC",
+) -> dict[str, int]:
+    """The user stat: :func:`stat` and the newer gateway's total_* / today_* figures
+    (the user's consume logs of all time and since local midnight in ``tz``)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(int(now), ZoneInfo(tz))
+    midnight = int(local.replace(hour=0, minute=0, second=0).timestamp())
+    mine = [r for r in rows if r["user_id"] == user_id and r["type"] == 2]
+    today = [r for r in mine if r["created_at"] >= midnight]
+    return {
+        **stat(rows, q, user_id, now),
+        "total_requests": len(mine),
+        "total_quota": sum(r["quota"] for r in mine),
+        "today_requests": len(today),
+        "today_quota": sum(r["quota"] for r in today),
+    }

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.run import CASES
+from tools.bench.run import CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_run_writes_results(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--rows", "3000", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.bench.run", "--quick", "--rows", "3000",
+         "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -60,6 +60,9 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
         "logs_perf_minute",
         "channel_hour",
         "import_progress",
+        "logs_hour_site",
+        "logs_day_site",
+        "logs_day",
     }
     for sql in [MIGRATIONS_DDL, *schema]:
         statements = render(sql, CLUSTER, tables)
@@ -221,7 +224,8 @@ def test_the_service_runs_on_an_emulated_cluster(tmp_path: Path) -> None:
     assert out["applied_again"] == [] and out["current"] is True
     assert all(f" ON CLUSTER `{CLUSTER}`" in s.splitlines()[0] for s in out["statements"])
     tables = out["tables"]
-    for table in ("logs", "tokens", "logs_minute", "logs_perf_minute", "channel_hour"):
+    for table in ("logs", "tokens", "logs_minute", "logs_perf_minute", "channel_hour",
+                  "logs_hour_site", "logs_day_site", "logs_day"):  # fmt: skip
         assert tables[table] == "Distributed"
         assert tables[f"{table}_local"].endswith("MergeTree")
     assert tables["logs_minute_mv"] == "MaterializedView"

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.generate import BEIJING_OFFSET_HOURS, CHUNK_ROWS, Spec, World, token_key, write
-from service.handlers.logs import hash_key
 from service.store import ChdbStore
+from service.tokenhash import hash_key
+from tools.generate import BEIJING_OFFSET_HOURS, CHUNK_ROWS, Spec, World, token_key, write
 
 END = 1_764_000_000
 

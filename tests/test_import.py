@@ -18,11 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import newapi
-from service.bulk import insert_table
-from service.generate import Spec, World, token_key
-from service.handlers.logs import hash_key
-from service.importer import (
+from service.logs import ADMIN_FIELDS, find_token
+from service.store import ChdbStore
+from service.tokenhash import hash_key
+from tests import dbservers
+from tests.conftest import truncate_all
+from tools.bench import newapi
+from tools.bulk import insert_table
+from tools.generate import Spec, World, token_key
+from tools.importer import (
     Progress,
     Source,
     SourceError,
@@ -33,10 +37,6 @@ from service.importer import (
     to_engine,
     write_progress,
 )
-from service.logs import ADMIN_FIELDS, find_token
-from service.store import ChdbStore
-from tests import dbservers
-from tests.conftest import truncate_all
 
 END = 1_764_000_000
 SEED = 7

@@ -220,7 +220,7 @@ def test_no_user_and_no_token_sees_anything_but_its_own(
         # Stat and series: the sums of the caller's own rows only.
         stat_q = own_filters(query)
         response = await client.get("/api/log/self/stat", params=params, headers=who)
-        assert (await response.json())["data"] == brute_stats.stat(rows, stat_q, uid, NOW), (
+        assert (await response.json())["data"] == brute_stats.self_stat(rows, stat_q, uid, NOW), (
             uid, query,
         )  # fmt: skip
         series_q = {

@@ -201,7 +201,7 @@ def test_stat_equals_brute_force(engine: Any, settings: Any, data: Any, case: An
             user_q = {k: v for k, v in q.items() if k not in ("username", "channel")}
             for uid in USERS:
                 got = await get_data(client, "/api/log/self/stat", q, user_headers(uid))
-                assert got == brute_stats.stat(rows, user_q, uid, now), (uid, q)
+                assert got == brute_stats.self_stat(rows, user_q, uid, now), (uid, q)
 
     run(with_clock(engine, settings, now, body))
 

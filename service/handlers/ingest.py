@@ -8,18 +8,20 @@ from ..auth import SCOPE_WRITE, require_scope
 from ..errors import Unauthorized
 from ..ingest import (
     LOG_COLUMNS,
-    LOG_FIELDS,
     TOKEN_FIELDS,
     IdGenerator,
     batch_token,
+    check_days,
+    check_token_keys,
+    log_fields_for,
     parse_body,
     store_logs,
     store_tokens,
     validate,
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
+from ..tokenhash import hash_key
 from ..web import ok
-from .logs import hash_key
 
 
 def _writer(request: web.Request) -> None:
@@ -32,9 +34,11 @@ def _writer(request: web.Request) -> None:
 async def ingest_logs(request: web.Request) -> web.Response:
     _writer(request)
     body = await request.read()
+    settings = request.app[SETTINGS]
     rows = validate(
-        parse_body(body, request.content_type), LOG_FIELDS, request.app[SETTINGS].max_batch_rows
+        parse_body(body, request.content_type), log_fields_for(settings), settings.max_batch_rows
     )
+    check_days(rows, settings.ingest_max_days_per_batch)
     ids = request.app[IDS]
     assert isinstance(ids, IdGenerator)
     # A batch holding logs older than a running history delete's target waits for it,
@@ -49,9 +53,9 @@ async def ingest_logs(request: web.Request) -> web.Response:
 async def ingest_tokens(request: web.Request) -> web.Response:
     _writer(request)
     body = await request.read()
-    rows = validate(
-        parse_body(body, request.content_type), TOKEN_FIELDS, request.app[SETTINGS].max_batch_rows
-    )
+    settings = request.app[SETTINGS]
+    rows = validate(parse_body(body, request.content_type), TOKEN_FIELDS, settings.max_batch_rows)
+    check_token_keys(rows, settings.ingest_min_token_key_chars)
     stored = await store_tokens(request.app[STORE], rows, hash_key)
     request.app[METRICS].rows_ingested("tokens", stored)
     return ok(stored)

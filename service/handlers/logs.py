@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter, NotFound, RateLimited
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
-from ..logs import ADMIN_FIELDS, USER_FIELDS, find_token, list_page, search, token_logs
+from ..logs import (
+    ADMIN_FIELDS,
+    USER_FIELDS,
+    find_token,
+    list_page,
+    search,
+    token_logs,
+    with_channel,
+)
 from ..params import get_page, get_raw, get_str, parse_filter
 from ..ratelimit import client_ip
+from ..tokenhash import KEY_SPACE, hash_key
 from ..web import ok
 from . import principal
 
 TOKEN_NOT_FOUND = "Token does not exist or no permission"
 TOKEN_STATUS_DISABLED = 2
-# What is trimmed around a key; the document's pattern for `key` is "anything else".
-KEY_SPACE = " \t\r\n\f\v"
 
 
 async def list_all(request: web.Request) -> web.Response:
@@ -27,6 +32,7 @@ async def list_all(request: web.Request) -> web.Response:
     flt = parse_filter(request.query, settings, admin=True)
     page = get_page(request.query, settings.page_size_default, settings.page_size_max)
     items, total = await list_page(request.app[STORE], flt, page, ADMIN_FIELDS, user_view=False)
+    with_channel(items)
     return ok({"items": items, "total": total, "page": page.page, "page_size": page.size})
 
 
@@ -35,8 +41,12 @@ async def list_self(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     flt = parse_filter(request.query, settings, admin=False)
     flt.user_id = who.user_id
+    # newer gateway builds: keyword on the list too (as in search)
+    keyword = get_str(request.query, "keyword", settings)
     page = get_page(request.query, settings.page_size_default, settings.page_size_max)
-    items, total = await list_page(request.app[STORE], flt, page, USER_FIELDS, user_view=True)
+    items, total = await list_page(
+        request.app[STORE], flt, page, USER_FIELDS, user_view=True, keyword=keyword
+    )
     return ok({"items": items, "total": total, "page": page.page, "page_size": page.size})
 
 
@@ -52,7 +62,7 @@ async def search_all(request: web.Request) -> web.Response:
     await principal(request, ROLE_ADMIN)
     keyword, page, flt = _search_args(request, admin=True)
     items = await search(request.app[STORE], flt, keyword, page, ADMIN_FIELDS, user_view=False)
-    return ok(items)
+    return ok(with_channel(items))
 
 
 async def search_self(request: web.Request) -> web.Response:
@@ -63,13 +73,18 @@ async def search_self(request: web.Request) -> web.Response:
     return ok(items)
 
 
-def hash_key(key: str) -> str:
-    """Tokens are stored by the SHA-256 of their key without the ``sk-`` prefix (and
-    without surrounding ASCII whitespace, as a pasted key may have)."""
-    key = key.strip(KEY_SPACE)
-    if key.startswith("sk-"):
-        key = key[3:]
-    return hashlib.sha256(key.encode()).hexdigest()
+def key_from_authorization(header: str) -> str:
+    """The key as newer gateway builds send it to the token lookup: ``Authorization``
+    raw or with ``Bearer``, ``sk-`` stripped, and only the part before the first ``-``
+    after that (clients append ``-<channel>`` to a key)."""
+    value = header.strip(KEY_SPACE)
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip(KEY_SPACE)
+    if "." in value:  # a JWT (of gatelog or the gateway's sign-in), never a token key
+        return ""
+    if value.startswith("sk-"):
+        value = value[3:]
+    return value.split("-", 1)[0]
 
 
 async def by_token(request: web.Request) -> web.Response:
@@ -83,10 +98,15 @@ async def by_token(request: web.Request) -> web.Response:
         error.headers = {"Retry-After": str(int(retry))}  # type: ignore[attr-defined]
         raise error
     settings = request.app[SETTINGS]
-    raw = get_raw(request.query, "key") or ""
+    given = get_raw(request.query, "key")
+    raw = given or ""
     if len(raw) > settings.max_text_param:
         raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
     key = raw.strip(KEY_SPACE)
+    if given is None:  # no `key` at all: newer gateway builds send it in Authorization
+        key = key_from_authorization(request.headers.get("Authorization", ""))
+        if len(key) > settings.max_text_param:
+            raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
     if not key:
         raise InvalidParameter("key", "is required (the token's secret key)")
     page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)

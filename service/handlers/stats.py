@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
@@ -9,7 +11,16 @@ from ..errors import InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
 from ..params import LogFilter, get_str, parse_filter
 from ..performance import performance
-from ..stats import GROUP_KEYS_ADMIN, GROUP_KEYS_USER, INTERVALS, SeriesRequest, series, stat
+from ..stats import (
+    GROUP_KEYS_ADMIN,
+    GROUP_KEYS_USER,
+    INTERVALS,
+    SeriesRequest,
+    own_totals,
+    series,
+    stat,
+)
+from ..usage import get_tz
 from ..web import ok
 from . import principal
 
@@ -26,9 +37,15 @@ async def stat_all(request: web.Request) -> web.Response:
 
 async def stat_self(request: web.Request) -> web.Response:
     who = await principal(request, ROLE_USER)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
+    settings = request.app[SETTINGS]
+    flt = parse_filter(request.query, settings, admin=False)
     flt.user_id = who.user_id
-    return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
+    tz = get_tz(request.query, settings.time_zone)
+    store, now = request.app[STORE], request.app[CLOCK]()
+    figures, overall = await asyncio.gather(
+        stat(store, flt, now), own_totals(store, who.user_id, now, tz)
+    )
+    return ok({**figures, **overall})
 
 
 def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:

@@ -22,7 +22,7 @@ import tempfile
 import uuid
 from typing import Any
 
-from .store import ChdbStore, Store
+from service.store import ChdbStore, Store
 
 # Identifiers only: column names of our own tables, quoted because `group` is reserved.
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")

@@ -1,4 +1,4 @@
-"""The benchmark suite: ``python -m bench.run [--rows N] [--quick]`` (or ``python -m service
+"""The benchmark suite: ``python -m tools.bench.run [--rows N] [--quick]`` (or ``python -m service
 bench``).
 
 On generated data (30 days by default) it measures, in one run:
@@ -7,7 +7,7 @@ On generated data (30 days by default) it measures, in one run:
    (a subprocess on the same data): median, p95 and p99 latency with one client and with
    16 concurrent clients;
 2. the engine's own time: inside each request (a ``Server-Timing`` header, see
-   ``bench/serve.py``), so the service's overhead (HTTP, auth, JSON) is latency minus that,
+   ``tools/bench/serve.py``), so the service's overhead (HTTP, auth, JSON) is latency minus that,
    per request; and in-process with the service's own query functions, the same way as
    the baseline below;
 3. the same question asked of new-api's own ClickHouse design (``logs_newapi``: monthly
@@ -51,7 +51,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+# A checkout's root (results and data under bench/ there); an installed copy works in the cwd.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+ROOT = _CHECKOUT if (_CHECKOUT / "schema").is_dir() else Path.cwd()
 RESULTS = ROOT / "bench" / "results"
 SECRET = "bench-secret-" + "x" * 32
 DAY = 86400
@@ -92,7 +94,7 @@ class Context:
 
 
 def context_of(plan: Plan) -> Context:
-    from service.generate import Spec, World, token_key
+    from tools.generate import Spec, World, token_key
 
     world = World(Spec(plan.rows, plan.days, plan.seed, plan.end))
     order = np.argsort(-world.user_p)
@@ -159,9 +161,9 @@ async def _search(store: Any, flt: Any, keyword: str, fields: str) -> Any:
 
 
 async def _token(store: Any, ctx: Context) -> Any:
-    from service.handlers.logs import hash_key
     from service.logs import find_token, token_logs
     from service.params import Page
+    from service.tokenhash import hash_key
 
     token = await find_token(store, hash_key(ctx.token_key))
     return await token_logs(store, token or {"id": 0, "user_id": 0}, Page(1, 100))
@@ -266,9 +268,9 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeats: int) -> list[float
 
 
 async def engine_phase(plan: Plan, ctx: Context) -> dict[str, Any]:
-    from bench import newapi
     from service.migrate import migrate
     from service.store import ChdbStore
+    from tools.bench import newapi
 
     # Both designs as a long-running server has them: the engine's default settings (the
     # query condition cache on), every table's parts merged (see settle()).
@@ -397,9 +399,9 @@ async def delete_phase(plan: Plan, ctx: Context) -> dict[str, Any]:
     """Delete everything before the start of the data's last day (about a month of logs)
     from copies of both tables: gatelog drops whole day partitions; new-api's design runs
     its ``ALTER TABLE ... DELETE`` mutation. The bench's data stays as it was."""
-    from bench import newapi
     from service.settings import Settings
     from service.store import ChdbStore
+    from tools.bench import newapi
 
     store = ChdbStore(plan.data_dir)
     ours, theirs = "logs_bench_delete", f"{newapi.CLICKHOUSE_TABLE}_bench_delete"
@@ -482,7 +484,7 @@ def headers_for(role: str, ctx: Context) -> dict[str, str]:
 
 
 class Service:
-    """The service (``bench/serve.py``: the real app plus an engine-time header) on the
+    """The service (``tools/bench/serve.py``: the real app plus an engine-time header) on the
     bench's data directory, on a free port."""
 
     def __init__(self, data_dir: str) -> None:
@@ -498,7 +500,7 @@ class Service:
         }
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the service
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve", "--port", str(self.port)],
+            [sys.executable, "-m", "tools.bench.serve", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
         )  # fmt: skip
 
@@ -602,7 +604,7 @@ async def _requests(session: Any, url: str, headers: dict[str, str], clients: in
 
 async def _ingest(session: Any, base: str, plan: Plan, ctx: Context) -> dict[str, Any]:
     """Fresh generated rows (another seed, after the data's end) as JSON batches."""
-    from service.generate import Spec, World
+    from tools.generate import Spec, World
 
     world = World(Spec(plan.ingest_rows, 1, plan.seed + 1000, ingest_day(ctx)))
     rows: list[dict[str, Any]] = []
@@ -650,8 +652,8 @@ async def _ingest(session: Any, base: str, plan: Plan, ctx: Context) -> dict[str
 def import_phase(plan: Plan, work: Path) -> dict[str, Any]:
     """A new-api SQLite database with the first ``import_rows`` generated rows, imported
     by the operator's command into an empty data directory."""
-    from bench import newapi
-    from service.generate import Spec, World
+    from tools.bench import newapi
+    from tools.generate import Spec, World
 
     world = World(Spec(plan.rows, plan.days, plan.seed, plan.end))
     path = work / "one-api.db"
@@ -734,7 +736,7 @@ def run_phase_process(phase: str, plan: Plan, ctx: Context) -> dict[str, Any]:
         path = out.name
     try:
         subprocess.run(
-            [sys.executable, "-m", "bench.run", "--phase", phase, "--plan",
+            [sys.executable, "-m", "tools.bench.run", "--phase", phase, "--plan",
              json.dumps(asdict(plan)), "--context", json.dumps(asdict(ctx)), "--phase-out", path],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
         )  # fmt: skip
@@ -889,8 +891,12 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     gone = result["delete"]["gatelog_s"]
     target("a month deleted in under 2 s", f"{gone:.2f} s", gone < 2.0, f"{gone - 2:.1f} s over")
     theirs = result["delete"]["newapi_s"]
-    target("the month's delete faster than new-api's ALTER TABLE ... DELETE",
-           f"{gone:.2f} s vs {theirs:.2f} s", gone < theirs, f"{gone / theirs:.1f}x slower")
+    target(
+        "the month's delete faster than new-api's ALTER TABLE ... DELETE",
+        f"{gone:.2f} s vs {theirs:.2f} s",
+        gone < theirs,
+        f"{gone / theirs:.1f}x slower",
+    )
     return {"cases": cases, "targets": targets}
 
 
@@ -908,10 +914,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['date']}; {m['cores']} cores ({m['cpu']}), {m['memory']}; {m['os']}; "
         f"Python {m['python']}, chDB {m['chdb']} (engine {m['engine']}); load average at "
         f"start {', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} (a shared machine). "
-        f"Embedded engine. Run: `python -m bench.run --rows {plan['rows']}` "
+        f"Embedded engine. Run: `python -m tools.bench.run --rows {plan['rows']}` "
         f"({result['seconds'] / 60:.0f} min).",
         "",
-        "Latency in ms. *HTTP*: through the service (`bench/serve.py`), p50 / p95 / p99, "
+        "Latency in ms. *HTTP*: through the service (`tools/bench/serve.py`), p50 / p95 / p99, "
         "one client "
         f"({plan['repeats']} requests) and {plan['clients']} concurrent clients "
         f"({plan['clients']} x {plan['concurrent_requests']}). *engine in request*: engine "
@@ -973,8 +979,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Tables after the load, every table's parts merged "
         f"({result['engine']['settle']['seconds']:.0f} s of `OPTIMIZE ... FINAL`): "
-        + "; ".join(f"`{t}` {v['rows']:,} rows, {v['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
-                    for t, v in result["engine"]["tables"].items()) + ".",
+        + "; ".join(
+            f"`{t}` {v['rows']:,} rows, {v['bytes_on_disk'] / 2**20:,.1f} MiB on disk"
+            for t, v in result["engine"]["tables"].items()
+        )
+        + ".",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -1028,7 +1037,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m tools.bench.run", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--rows", type=int, help="generated rows (default 1,000,000)")
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
@@ -1036,8 +1047,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="engine data for the run (default bench/data/<rows>)")
     p.add_argument("--out", help="where results go (default bench/results)")
     p.add_argument("--quick", action="store_true", help="a small smoke run (a few thousand rows)")
-    p.add_argument("--fast", action="store_true",
-                   help="few repetitions on the kept data of --rows (for iterating)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="few repetitions on the kept data of --rows (for iterating)",
+    )
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--plan", help=argparse.SUPPRESS)
     p.add_argument("--context", help=argparse.SUPPRESS)

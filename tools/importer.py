@@ -21,7 +21,7 @@ derives them from ``model/log.go``, ``model/token.go``, ``model/channel.go``):
 How: logs are read in id order, in windows of ids ``(from, to]``, each turned into an
 Arrow table (PostgreSQL sends CSV through ``COPY``, parsed by pyarrow; the other two are
 read in batches and transposed into columns) and stored with the engine's bulk path
-(:mod:`service.bulk`), keeping the original ids. Reading the next window overlaps the
+(:mod:`tools.bulk`), keeping the original ids. Reading the next window overlaps the
 engine's insert of the current one. A progress bar shows rows/s and the ETA.
 
 Re-running and resuming: ``import_progress`` records, per source, the window being
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -51,9 +52,9 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .commands import command
-from .settings import Settings
-from .store import Store
+from service.commands import command
+from service.settings import Settings
+from service.store import Store
 
 DEFAULT_BATCH_IDS = 100_000
 
@@ -570,8 +571,9 @@ def _id_query(reader: Reader, aggregate: str) -> str:
 
 
 async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
+    from service.tokenhash import hash_key
+
     from .bulk import insert_table
-    from .handlers.logs import hash_key
 
     loop = asyncio.get_running_loop()
     version = time.time_ns()
@@ -616,11 +618,17 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-name", help="name that identifies the source for resuming")
     p.add_argument("--no-tokens", action="store_true", help="skip the tokens table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the import, keep importing new logs every GATELOG_FOLLOW_INTERVAL_SECONDS "
+        "(and the tokens at least every 30 s) until stopped",
+    )
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from .migrate import migrate
-    from .store import open_store
+    from service.migrate import migrate
+    from service.store import open_store
 
     if args.batch_ids < 1:
         print("gatelog: --batch-ids must be positive", file=sys.stderr)
@@ -630,6 +638,22 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     except SourceError as exc:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 2
+
+    async def follow() -> None:
+        from service.follow import Follower
+
+        store = open_store(settings)
+        try:
+            await migrate(store, cluster=settings.clickhouse_cluster)
+            await Follower(store, source, interval=settings.follow_interval_seconds).run()
+        finally:
+            await store.close()
+
+    if args.follow:
+        print(f"following {source.name} every {settings.follow_interval_seconds:g} s")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(follow())
+        return 0
 
     async def run() -> Result:
         store = open_store(settings)

@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .commands import command
-from .settings import Settings
+from service.commands import command
+from service.settings import Settings
 
 CHUNK_ROWS = 1 << 18
 BEIJING_OFFSET_HOURS = 8
@@ -268,7 +268,7 @@ class World:
         return [token_key(self.spec.seed, int(i)) for i in self.token_ids]
 
     def tokens_table(self, version: int = 1) -> pa.Table:
-        from .handlers.logs import hash_key
+        from service.tokenhash import hash_key
 
         return pa.table(
             {
@@ -694,8 +694,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from .migrate import migrate
-    from .store import open_store
+    from service.migrate import migrate
+    from service.store import open_store
 
     if args.rows < 1 or args.days < 1 or args.first_id < 1 or args.users < 0:
         print("gatelog: --rows, --days and --first-id must be positive", file=sys.stderr)

@@ -1,0 +1,205 @@
+"""Following a gateway database (new-api's own schema) on the real SQLite, PostgreSQL and
+MariaDB: what is there is imported, rows the gateway adds later arrive exactly once, a
+token the gateway disables stops working, rows the gateway deletes stay, a source that
+is down is retried, and ``serve`` with GATELOG_FOLLOW_FROM does it in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from service import follow
+from service.app import create_app
+from service.follow import Follower
+from service.logs import find_token
+from service.settings import Settings, SettingsError
+from service.store import ChdbStore
+from service.tokenhash import hash_key
+from tests.conftest import truncate_all
+from tests.test_import import connect, maria_database, maria_server, pg_database, pg_server
+from tools.bench import newapi
+from tools.importer import parse_source
+
+__all__ = ["maria_server", "pg_server"]  # fixtures used by name below
+
+END = 1_790_000_000
+KEY = "k" * 20 + "FollowKey0123456789abcdefghij"
+
+
+def log(row_id: int, user_id: int = 7, quota: int = 10) -> tuple[Any, ...]:
+    values = {
+        "id": row_id, "user_id": user_id, "created_at": END - 1000 + row_id, "type": 2,
+        "content": f"call {row_id}", "username": f"user{user_id}", "token_name": "t",
+        "model_name": "gpt-4o", "quota": quota, "prompt_tokens": 3, "completion_tokens": 4,
+        "use_time": 1, "is_stream": False, "channel_id": 1, "token_id": 5, "group": "default",
+        "ip": "", "request_id": f"req-{row_id}", "upstream_request_id": "", "other": "{}",
+    }  # fmt: skip
+    return tuple(values[c] for c in newapi.LOG_COLUMNS)
+
+
+def token(status: int = 1) -> tuple[Any, ...]:
+    return (5, 7, KEY, status, "t", END, END, -1, 0, True, 0, "", None)
+
+
+class Gateway:
+    """new-api's database, written to as the gateway writes it."""
+
+    def __init__(self, url: str, dialect: str, conn: Any) -> None:
+        self.url, self.dialect, self.conn = url, dialect, conn
+        newapi.create(conn, dialect)
+        self.commit()
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def add_logs(self, rows: list[tuple[Any, ...]]) -> None:
+        newapi.insert(self.conn, self.dialect, "logs", newapi.LOG_COLUMNS, rows)
+        self.commit()
+
+    def add_token(self, row: tuple[Any, ...]) -> None:
+        newapi.insert(self.conn, self.dialect, "tokens", newapi.TOKEN_COLUMNS, [row])
+        self.commit()
+
+    def execute(self, sql: str) -> None:
+        cursor = self.conn.cursor()
+        cursor.execute(sql)
+        self.commit()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def gateway_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]:
+    kind = str(request.param)
+    if kind == "sqlite":
+        path = tmp_path / "one-api.db"
+        conn = sqlite3.connect(path)
+        gw = Gateway(f"sqlite:///{path}", "sqlite", conn)
+    elif kind == "postgresql":
+        url = pg_database(request.getfixturevalue("pg_server"), "follow")
+        gw = Gateway(url, "postgresql", connect(url))
+    else:
+        url = maria_database(request.getfixturevalue("maria_server"), "follow")
+        gw = Gateway(url, "mysql", connect(url))
+    yield gw
+    gw.conn.close()
+
+
+async def ids_in(store: ChdbStore) -> list[int]:
+    return [int(r[0]) for r in (await store.query("SELECT id FROM logs ORDER BY id")).rows]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(END)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_follow_brings_new_rows_once_and_token_changes(
+    store: ChdbStore, gateway_db: Gateway
+) -> None:
+    gateway_db.add_logs([log(i) for i in range(1, 6)])
+    gateway_db.add_token(token())
+    clock = Clock()
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    follower = Follower(store, parse_source(gateway_db.url), clock=clock, registry=registry)
+
+    async def body() -> None:
+        assert await follower.poll() == 5
+        assert await ids_in(store) == [1, 2, 3, 4, 5]
+        found = await find_token(store, hash_key(KEY))
+        assert found is not None and found["status"] == 1
+        assert await follower.poll() == 0  # nothing new: nothing twice
+        # the gateway goes on writing; it also deletes an old row and disables the token
+        gateway_db.add_logs([log(i) for i in range(6, 9)])
+        gateway_db.execute("DELETE FROM logs WHERE id = 2")
+        gateway_db.execute("UPDATE tokens SET status = 2 WHERE id = 5")
+        clock.now += follow.TOKEN_INTERVAL
+        assert await follower.poll() == 3
+        assert await ids_in(store) == [1, 2, 3, 4, 5, 6, 7, 8]  # the delete stays there
+        found = await find_token(store, hash_key(KEY))
+        assert found is not None and found["status"] == 2
+        quota = (await store.query("SELECT sum(quota) FROM logs")).scalar()
+        assert quota == 80
+        assert registry.get_sample_value("gatelog_follow_rows_total") == 8
+        clock.now += 5
+        assert registry.get_sample_value("gatelog_follow_lag_seconds") == 5
+
+    asyncio.run(truncate_all(store))
+    asyncio.run(body())
+
+
+def test_a_source_that_is_down_is_retried(store: ChdbStore, tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    follower = Follower(store, parse_source(f"sqlite:///{path}"), interval=0)
+
+    async def body() -> None:
+        task = asyncio.create_task(follower.run())
+        while follower.failures < 2:  # the loop keeps trying
+            await asyncio.sleep(0.01)
+        conn = sqlite3.connect(path)
+        Gateway(f"sqlite:///{path}", "sqlite", conn).add_logs([log(1), log(2)])
+        conn.close()
+        while follower.rows < 2:  # and follows by itself once the source is back
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert await ids_in(store) == [1, 2]
+
+    asyncio.run(truncate_all(store))
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+async def test_serve_follows_and_stays_ready(
+    store: ChdbStore, settings: Settings, tmp_path: Path
+) -> None:
+    await truncate_all(store)
+    path = tmp_path / "one-api.db"
+    conn = sqlite3.connect(path)
+    gw = Gateway(f"sqlite:///{path}", "sqlite", conn)
+    gw.add_logs([log(1), log(2)])
+    app = create_app(
+        replace(settings, follow_from=gw.url, follow_interval_seconds=0.05), store=store
+    )
+    async with TestClient(TestServer(app)) as client:
+        deadline = time.monotonic() + 60
+        while await ids_in(store) != [1, 2] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await ids_in(store) == [1, 2]
+        gw.add_logs([log(3)])
+        path.rename(tmp_path / "moved.db")  # the source goes away for a while
+        response = await client.get("/readyz")
+        assert response.status == 200
+        (tmp_path / "moved.db").rename(path)
+
+        async def followed() -> float:
+            metrics = await (await client.get("/metrics")).text()
+            samples = dict(
+                line.rsplit(" ", 1)
+                for line in metrics.splitlines()
+                if line.startswith("gatelog_follow")
+            )
+            assert "gatelog_follow_lag_seconds" in samples
+            assert "gatelog_follow_rows_per_second" in samples
+            return float(samples["gatelog_follow_rows_total"])
+
+        while await followed() < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await followed() == 3
+        assert await ids_in(store) == [1, 2, 3]
+    conn.close()
+
+
+def test_a_bad_follow_url_is_refused_at_start(settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="GATELOG_FOLLOW_FROM"):
+        create_app(replace(settings, follow_from="oracle://db/x"))
