@@ -31,7 +31,6 @@ ERROR_KINDS: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
-    408: "request_timeout",
     413: "payload_too_large",
     429: "rate_limited",
     503: "engine_unavailable",
