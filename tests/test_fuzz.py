@@ -50,6 +50,8 @@ FUTURE_RULE = "invalid parameter 'target_timestamp': must not be in the future"
 # /api/data/self, with the gateway's own message: at most 30 days from start to end
 # (end 0 or missing: now)
 SPAN_RULE = "时间跨度不能超过 1 个月"
+# ingest: created_at at most now + the clock skew (the document's bound is static)
+CREATED_AT_RULE = re.compile(r"row (\d+): field 'created_at' must be between 1 and (\d+)$")
 BUCKETS_RULE = re.compile(
     rf"invalid parameter '(interval|group_by)': .* more than the limit of "
     rf"{SETTINGS.max_series_buckets}\b"
@@ -109,6 +111,13 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
         return not end - number("start_timestamp") > 30 * 86400
     if message == FUTURE_RULE:
         return not number("target_timestamp") > time.time() - 60
+    future = CREATED_AT_RULE.match(message)
+    if future:
+        rows = case.body if isinstance(case.body, list) else [case.body]
+        row = rows[int(future.group(1)) - 1] if 0 < int(future.group(1)) <= len(rows) else None
+        value = row.get("created_at") if isinstance(row, dict) else None
+        exceeds = isinstance(value, int) and value > int(future.group(2))
+        return not (exceeds and int(future.group(2)) <= time.time() + 3600)
     return not BUCKETS_RULE.match(message)
 
 
