@@ -81,6 +81,28 @@ def _ingest_field(field: Field) -> Schema:
     return {"oneOf": [*schema["oneOf"], {"type": "null"}], "description": schema["description"]}
 
 
+# ASCII whitespace, as service.tokenhash.KEY_SPACE trims it
+_KEY_SPACE = "[ \\t\\n\\r\\f\\v]"
+
+
+def _token_row(settings: Settings) -> Schema:
+    """The token row; its key may not be blank once trimmed and without ``sk-``
+    (``ingest.check_token_keys``): the pattern refuses blank keys, and the minimum
+    length, which JSON Schema cannot count after trimming, is stated in words."""
+    row = _ingest_row(
+        TOKEN_FIELDS, "A gateway token, upserted by id; the key is stored only as a hash."
+    )
+    minimum = settings.ingest_min_token_key_chars
+    key = {
+        **row["properties"]["key"],
+        "pattern": f"^(?!{_KEY_SPACE}*(sk-)?{_KEY_SPACE}*$)",
+        "minLength": minimum,
+        "description": f"at least {minimum} characters besides the 'sk-' prefix and "
+        "surrounding whitespace",
+    }
+    return {**row, "properties": {**row["properties"], "key": key}}
+
+
 def _ingest_row(fields: tuple[Field, ...], description: str) -> Schema:
     return {
         "type": "object",
@@ -380,9 +402,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "additionalProperties": False,
         },
         "IngestLog": _ingest_row(LOG_FIELDS, "A log to store; `id` is assigned when absent."),
-        "IngestToken": _ingest_row(
-            TOKEN_FIELDS, "A gateway token, upserted by id; the key is stored only as a hash."
-        ),
+        "IngestToken": _token_row(settings),
         "LogBatch": {
             "type": "array",
             "items": ref("schemas", "IngestLog"),
