@@ -8,6 +8,7 @@ temporary directory; each test that uses the database starts from empty tables.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -186,3 +187,11 @@ def engine_calls(engine: ChdbStore) -> Iterator[list[str]]:
     engine.observer = lambda kind, _seconds: calls.append(kind)
     yield calls
     engine.observer = None
+
+
+def missing(why: str) -> None:
+    """A tool or server a test needs is absent: under CI (which installs everything the
+    suite needs) that is a failure, elsewhere a skip that says what to install."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: CI must have it (scripts/test.sh installs it)")
+    pytest.skip(why, allow_module_level=True)

@@ -26,12 +26,15 @@ from aiohttp import web
 
 from service.app import create_app
 from service.auth import ROLE_ADMIN
-from tests.conftest import ADMIN, WRITER, log_row, make_token, truncate_all
+from tests.conftest import ADMIN, WRITER, log_row, make_token, missing, truncate_all
 
-sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
+try:
+    from playwright import sync_api
+except ImportError:
+    missing("playwright missing: pip install -e '.[test]'")
 if not Path(CHROMIUM).exists():  # scripts/test.sh installs it
-    pytest.skip(f"{CHROMIUM} missing: apt-get install chromium", allow_module_level=True)
+    missing(f"{CHROMIUM} missing: apt-get install chromium")
 
 FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",

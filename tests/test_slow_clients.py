@@ -74,8 +74,7 @@ async def test_four_stalled_exports_leave_the_engine_to_others(make_client: Any)
     await seed(client)
     port = client.server.port
     socks = [
-        await stalled(port, "/api/log/self/export?format=ndjson", user_headers(7))
-        for _ in range(4)
+        await stalled(port, "/api/log/self/export?format=ndjson", user_headers(7)) for _ in range(4)
     ]
     try:
         for _ in range(3):  # again and again while the four stay stalled
