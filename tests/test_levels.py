@@ -23,7 +23,6 @@ from service.stats import (
     plan_pieces,
     zone_grain,
 )
-from tests import brute_stats
 from tests.conftest import ADMIN, log_row, user_headers
 from tests.test_stats import (
     GROUPS,
@@ -32,6 +31,7 @@ from tests.test_stats import (
     NAMES,
     TOKENS,
     USERS,
+    assert_stats_exact,
     check_series,
     get_data,
     post_rows,
@@ -158,13 +158,7 @@ def test_stats_over_days_equal_brute_force(
 ) -> None:
     async def body(client: TestClient[Any, Any]) -> None:
         await post_rows(client, rows)
-        for q in queries:
-            got = await get_data(client, "/api/log/stat", q, ADMIN)
-            assert got == brute_stats.stat(rows, q, None, NOW), q
-            mine = {k: v for k, v in q.items() if k not in ("username", "channel")}
-            for uid in USERS:
-                got = await get_data(client, "/api/log/self/stat", mine, user_headers(uid))
-                assert got == brute_stats.stat(rows, mine, uid, NOW), (uid, mine)
+        await assert_stats_exact(client, rows, queries, NOW)
 
     run(with_clock(engine, settings, NOW, body))
 
