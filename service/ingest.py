@@ -80,6 +80,7 @@ def log_fields(
         Field("group", "str", max_len=max_text_chars),
         Field("ip", "str", max_len=256),
         Field("request_id", "str", max_len=256),
+        Field("upstream_request_id", "str", max_len=256),
         Field("other", "json", max_len=max_other_chars),
     )
 

@@ -84,6 +84,7 @@ LOG_COLUMNS: tuple[tuple[str, pa.DataType, Any], ...] = (
     ("group", pa.string(), ""),
     ("ip", pa.string(), ""),
     ("request_id", pa.string(), ""),
+    ("upstream_request_id", pa.string(), ""),
     ("other", pa.string(), ""),
 )
 # Read from the source as integers (bools as 0/1) or text; converted to the types above.
