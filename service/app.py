@@ -89,8 +89,7 @@ def create_app(
 
 def _follow(url: str):  # type: ignore[no-untyped-def]
     """``GATELOG_FOLLOW_FROM``: keep importing the gateway's database in the background."""
-    from tools.importer import SourceError, parse_source
-
+    from .importer import SourceError, parse_source
     from .settings import SettingsError
 
     try:
