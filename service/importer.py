@@ -52,6 +52,8 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import columns
+from .bulk import arrow_table, arrow_type, insert_table, progress_bar
 from .commands import Command
 from .settings import Settings
 from .store import Store
@@ -63,29 +65,9 @@ class SourceError(Exception):
     """The source cannot be read as a gateway database; the message says why."""
 
 
-# Target column -> (Arrow type, default). Order is the engine's `logs` column order.
-LOG_COLUMNS: tuple[tuple[str, pa.DataType, Any], ...] = (
-    ("id", pa.uint64(), 0),
-    ("user_id", pa.uint64(), 0),
-    ("created_at", pa.uint32(), 0),
-    ("type", pa.uint8(), 0),
-    ("content", pa.string(), ""),
-    ("username", pa.string(), ""),
-    ("token_name", pa.string(), ""),
-    ("model_name", pa.string(), ""),
-    ("quota", pa.int64(), 0),
-    ("prompt_tokens", pa.int64(), 0),
-    ("completion_tokens", pa.int64(), 0),
-    ("use_time", pa.int32(), 0),
-    ("is_stream", pa.bool_(), False),
-    ("channel_id", pa.uint32(), 0),
-    ("channel_name", pa.string(), ""),
-    ("token_id", pa.uint64(), 0),
-    ("group", pa.string(), ""),
-    ("ip", pa.string(), ""),
-    ("request_id", pa.string(), ""),
-    ("upstream_request_id", pa.string(), ""),
-    ("other", pa.string(), ""),
+# Target column -> (Arrow type, default), in the engine's `logs` column order.
+LOG_COLUMNS: tuple[tuple[str, pa.DataType, Any], ...] = tuple(
+    (c.name, arrow_type(c), c.default) for c in columns.LOGS
 )
 # Read from the source as integers (bools as 0/1) or text; converted to the types above.
 _READ_AS_INT = {name for name, kind, _ in LOG_COLUMNS if not pa.types.is_string(kind)}
@@ -489,8 +471,6 @@ async def run_import(
     stop_after_batches: int | None = None,
 ) -> Result:
     """Import ``source`` into ``store``. ``stop_after_batches`` ends early (tests of resume)."""
-    from .bulk import insert_table, progress_bar
-
     loop = asyncio.get_running_loop()
     reader = await loop.run_in_executor(None, open_reader, source)
     started = time.perf_counter()
@@ -572,7 +552,6 @@ def _id_query(reader: Reader, aggregate: str) -> str:
 
 
 async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
-    from .bulk import insert_table
     from .tokenhash import hash_key
 
     loop = asyncio.get_running_loop()
@@ -581,18 +560,17 @@ async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
     count = 0
     for number, rows in enumerate(batches):
         ids, keys, names, users, status, deleted = (list(c) for c in zip(*rows, strict=True))
-        table = pa.table(
+        table = arrow_table(
+            columns.TOKENS,
             {
-                "id": pa.array(ids, pa.uint64()),
-                "key_hash": pa.array([hash_key(str(k)) for k in keys], pa.string()),
-                "name": pa.array([str(n) for n in names], pa.string()),
-                "user_id": pa.array(users, pa.uint64()),
+                "id": ids,
+                "key_hash": [hash_key(str(k)) for k in keys],
+                "name": [str(n) for n in names],
+                "user_id": users,
                 # a soft-deleted token finds nothing, like a disabled one
-                "status": pa.array(
-                    [2 if d else int(s) for s, d in zip(status, deleted, strict=True)], pa.uint8()
-                ),
-                "version": pa.array([version] * len(ids), pa.uint64()),
-            }
+                "status": [2 if d else int(s) for s, d in zip(status, deleted, strict=True)],
+                "version": [version] * len(ids),
+            },
         )
         count += await insert_table(
             store, "tokens", table, f"import:{source.fingerprint}:tokens:{version}:{number}"
