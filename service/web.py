@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from .errors import ApiError, EngineError
@@ -35,14 +34,22 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+try:  # a dependency (pyproject.toml); an environment installed before it still serves
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None  # type: ignore[assignment]
+
+
 def dumps_bytes(value: Any) -> bytes:
     """``dumps(value)`` as UTF-8: the same bytes (compact, non-ASCII kept), through orjson
     where it can encode the value (about 20x faster: 0.33 -> 0.015 ms for a page of 20
     admin items, 0.58 -> 0.05 ms for 100), else through :func:`dumps`."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # e.g. an integer beyond 64 bits: json encodes it
-        return dumps(value).encode()
+    if _orjson is not None:
+        try:
+            return bytes(_orjson.dumps(value))
+        except TypeError:  # e.g. an integer beyond 64 bits: json encodes it
+            pass
+    return dumps(value).encode()
 
 
 def envelope(
