@@ -11,10 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from . import __version__, logs
+from . import __version__, export, logs, stats
 from .columns import LOGS
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
-from .params import LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP
+from .params import LOG_TYPES, MAX_CHANNEL, MAX_PAGE, MAX_TIMESTAMP
 from .settings import Settings
 from .usage import zone_names
 
@@ -37,11 +37,11 @@ _ITEM_TYPES: dict[str, Schema] = {
 }
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
 MY_STAT_FIELDS = ("total_requests", "total_quota", "today_requests", "today_quota")
-SERIES_FIELDS = ("requests", "quota", "prompt_tokens", "completion_tokens")
-INTERVALS = ("minute", "hour", "day")
-GROUP_BY_USER = ("model_name", "token_name", "group")
-GROUP_BY_ADMIN = (*GROUP_BY_USER, "username", "channel")
-EXPORT_FORMATS = ("csv", "ndjson")
+SERIES_FIELDS = stats.FIGURES
+INTERVALS = tuple(stats.INTERVALS)
+GROUP_BY_USER = tuple(stats.GROUP_KEYS_USER)
+GROUP_BY_ADMIN = tuple(stats.GROUP_KEYS_ADMIN)
+EXPORT_FORMATS = tuple(export.FORMATS)
 
 
 def ref(kind: str, name: str) -> Schema:
@@ -188,7 +188,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "channel": query(
             "channel",
-            {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+            {"type": "integer", "minimum": 0, "maximum": MAX_CHANNEL},
             "channel id, 0: all (admin only)",
         ),
         "group": query("group", text, "exact group"),
@@ -228,7 +228,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "interval": query(
             "interval",
-            {"type": "string", "enum": list(INTERVALS), "default": "hour"},
+            {"type": "string", "enum": list(INTERVALS), "default": stats.DEFAULT_INTERVAL},
             f"bucket width; buckets are aligned to UTC; at most {settings.max_series_buckets} "
             "buckets over the range, counting one series per group_by value and the total",
         ),
@@ -260,7 +260,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "format": query(
             "format",
-            {"type": "string", "enum": list(EXPORT_FORMATS), "default": "csv"},
+            {"type": "string", "enum": list(EXPORT_FORMATS), "default": export.DEFAULT_FORMAT},
             "csv (text/csv) or ndjson (application/x-ndjson)",
         ),
     }

@@ -6,10 +6,11 @@ only into the parameter dict. A parameter that does not parse is a 400 that name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .columns import LOG_COLUMNS
 from .errors import InvalidParameter
 from .settings import Settings
 
@@ -27,6 +28,8 @@ LOG_TYPES: dict[int, tuple[str, ...]] = {
 TYPE_BY_NAME = {name: number for number, names in LOG_TYPES.items() for name in names}
 MAX_TIMESTAMP = 2**32 - 1
 MAX_PAGE = 1_000_000
+#: the largest channel id (the column's type)
+MAX_CHANNEL = LOG_COLUMNS["channel_id"].value_range[1]
 
 
 def get_raw(query: Mapping[str, str], name: str) -> str | None:
@@ -67,9 +70,30 @@ def get_str(query: Mapping[str, str], name: str, settings: Settings) -> str | No
     raw = get_raw(query, name)
     if raw is None or raw == "":
         return None
-    if len(raw) > settings.max_text_param:
+    return check_length(name, raw, settings)
+
+
+def check_length(name: str, value: str, settings: Settings) -> str:
+    """``value`` if it is no longer than a text parameter may be (400 otherwise)."""
+    if len(value) > settings.max_text_param:
         raise InvalidParameter(name, f"longer than {settings.max_text_param} characters")
-    return raw
+    return value
+
+
+def get_choice(
+    query: Mapping[str, str],
+    name: str,
+    choices: Collection[str],
+    settings: Settings,
+    default: str | None = None,
+) -> str | None:
+    """One of ``choices`` (the enum the document states), or ``default`` when absent."""
+    value = get_str(query, name, settings)
+    if value is None:
+        return default
+    if value not in choices:
+        raise InvalidParameter(name, f"must be one of {', '.join(choices)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -184,7 +208,7 @@ def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -
     )
     if admin:
         flt.username = get_str(query, "username", settings)
-        flt.channel = get_int(query, "channel", 0, minimum=0, maximum=2**32 - 1) or None
+        flt.channel = get_int(query, "channel", 0, minimum=0, maximum=MAX_CHANNEL) or None
     return flt
 
 
