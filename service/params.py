@@ -190,26 +190,84 @@ class LogFilter:
         return (" AND ".join(clauses) or "1"), params
 
 
+@dataclass(frozen=True)
+class Filter:
+    """A filter parameter of the log routes: :func:`parse_filter` reads it into the
+    :class:`LogFilter` attribute ``attr``, and the OpenAPI document states it from here."""
+
+    name: str
+    attr: str
+    #: ``type`` (a log type, 0: all), ``int`` (0: unbounded or all) or ``text``
+    kind: str
+    description: str
+    maximum: int = 0
+    admin_only: bool = False
+
+    def parse(self, query: Mapping[str, str], settings: Settings) -> int | str | None:
+        if self.kind == "type":
+            return get_type(query, self.name)
+        if self.kind == "int":
+            return get_int(query, self.name, 0, minimum=0, maximum=self.maximum) or None
+        return get_str(query, self.name, settings)
+
+
+_TYPES = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
+#: the filters every log route takes, in the document's order (users' first)
+FILTERS: tuple[Filter, ...] = (
+    Filter("type", "type", "type", f"log type as the gateway numbers them: 0 all, {_TYPES}"),
+    Filter(
+        "start_timestamp",
+        "start",
+        "int",
+        "from this Unix second, inclusive (0: unbounded); not after end_timestamp",
+        MAX_TIMESTAMP,
+    ),
+    Filter(
+        "end_timestamp",
+        "end",
+        "int",
+        "up to this Unix second, inclusive (0: unbounded)",
+        MAX_TIMESTAMP,
+    ),
+    Filter("token_name", "token_name", "text", "exact token name"),
+    Filter(
+        "model_name",
+        "model_name",
+        "text",
+        "exact model name; a value containing % is a LIKE pattern (_ one character, "
+        "a backslash escapes %, _ or a backslash and is otherwise itself)",
+    ),
+    Filter("group", "group", "text", "exact group"),
+    Filter("request_id", "request_id", "text", "exact request id"),
+    Filter(
+        "upstream_request_id",
+        "upstream_request_id",
+        "text",
+        "exact request id of the upstream provider",
+    ),
+    Filter("username", "username", "text", "exact user name (admin only)", admin_only=True),
+    Filter(
+        "channel",
+        "channel",
+        "int",
+        "channel id, 0: all (admin only)",
+        MAX_CHANNEL,
+        admin_only=True,
+    ),
+)
+_TIME = ("start", "end")
+
+
 def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -> LogFilter:
-    """The list/stat filters; ``username`` and ``channel`` only for admins."""
-    start = get_int(query, "start_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
-    end = get_int(query, "end_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
+    """The list/stat filters (:data:`FILTERS`); the admin-only ones only for admins. The
+    time range is read and checked first."""
+    wanted = [f for f in FILTERS if admin or not f.admin_only]
+    times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
+    start, end = times["start"], times["end"]
     if start is not None and end is not None and start > end:
         raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
-    flt = LogFilter(
-        type=get_type(query),
-        start=start,
-        end=end,
-        token_name=get_str(query, "token_name", settings),
-        model_name=get_str(query, "model_name", settings),
-        group=get_str(query, "group", settings),
-        request_id=get_str(query, "request_id", settings),
-        upstream_request_id=get_str(query, "upstream_request_id", settings),
-    )
-    if admin:
-        flt.username = get_str(query, "username", settings)
-        flt.channel = get_int(query, "channel", 0, minimum=0, maximum=MAX_CHANNEL) or None
-    return flt
+    rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
+    return LogFilter(**times, **rest)
 
 
 def like_pattern(pattern: str) -> str:
