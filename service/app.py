@@ -13,6 +13,7 @@ from aiohttp import web
 from .auth import Authenticator
 from .deletion import DeleteGuard
 from .errors import EngineUnavailable
+from .gate import Gate, GatedStore
 from .gateway_auth import GatewayAuth
 from .ingest import IdGenerator
 from .keys import (
@@ -148,7 +149,9 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
     async def engine(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = given if given is not None else open_store(settings)
-        app[STORE] = store
+        # Handlers and jobs see the engine through the gate (slots, lanes, bounds);
+        # the schema is applied on the store itself.
+        app[STORE] = GatedStore(store, Gate(settings, app[METRICS]))
         observe = app[METRICS].observe_engine
         store.add_observer(observe)
         retry: asyncio.Task[None] | None = None
