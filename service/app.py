@@ -4,6 +4,7 @@ contexts (open the engine and migrate; background jobs), so building an app is p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +35,7 @@ from .ratelimit import RateLimiter, parse_networks
 from .retention import retention_loop
 from .routes import setup_routes
 from .settings import Settings
-from .store import Store, open_store
+from .store import LANE, Store, open_store
 from .web import error_middleware, stamp_request_id
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ def _follow(url: str):  # type: ignore[no-untyped-def]
             clock=app[CLOCK],
             registry=app[METRICS].registry,
         )
-        task = asyncio.create_task(follower.run())
+        lane = contextvars.copy_context()  # the follower writes: the ingest lane
+        lane.run(LANE.set, "write")
+        task = asyncio.create_task(follower.run(), context=lane)
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -12,7 +12,8 @@ store directly). Two lanes, each with its own slots:
   ``GATELOG_QUERY_QUEUE_TIMEOUT_SECONDS`` (and no more than ``GATELOG_MAX_QUEUED_QUERIES``
   wait at all); then it is refused: 503 with ``Retry-After`` when the engine is full,
   429 with ``Retry-After`` when the caller's own share is.
-- ``write``: inserts (ingest, the follower). Their own slots
+- ``write``: inserts (ingest, the follower) and the queries ingest itself needs (the
+  id lease), marked by :data:`~service.store.LANE`. Their own slots
   (``GATELOG_MAX_CONCURRENT_INGESTS``) and, in the embedded engine, their own threads,
   so no amount of read traffic queues a write behind reads. A write beyond them waits
   ``GATELOG_INGEST_QUEUE_TIMEOUT_SECONDS``, then is refused with 503 and
@@ -41,7 +42,7 @@ from typing import Any, Protocol
 
 from .errors import EngineUnavailable, RateLimited
 from .settings import Settings
-from .store import Params, Rows, Store
+from .store import LANE, Params, Rows, Store
 
 #: who the engine work of the current request is for (None: the service's own jobs)
 CALLER: ContextVar[str | None] = ContextVar("gatelog_caller", default=None)
@@ -253,7 +254,13 @@ class Gate:
         }
 
     def lane(self, kind: str) -> Lane:
-        return self.write if kind == "insert" else self.read
+        return self.write if kind == "insert" or LANE.get() == WRITE else self.read
+
+    def bounds(self, kind: str) -> dict[str, Any]:
+        """The engine settings bounding a read; ingest's own queries are not cut."""
+        if LANE.get() == WRITE:
+            return {}
+        return self.stream_settings if kind == "stream" else self.query_settings
 
     @asynccontextmanager
     async def slot(self, kind: str, store: Store | None = None) -> AsyncIterator[None]:
@@ -283,7 +290,7 @@ class GatedStore(Store):
 
     async def query(self, sql: str, params: Params = None, settings: Params = None) -> Rows:
         async with self.gate.slot("query", self.inner):
-            return await self.inner.query(sql, params, _merged(self.gate.query_settings, settings))
+            return await self.inner.query(sql, params, _merged(self.gate.bounds("query"), settings))
 
     async def command(self, sql: str, params: Params = None, settings: Params = None) -> Any:
         async with self.gate.slot("command", self.inner):
@@ -307,7 +314,7 @@ class GatedStore(Store):
         self, sql: str, params: Params = None, settings: Params = None
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         async with self.gate.slot("stream", self.inner):
-            blocks = self.inner.stream(sql, params, _merged(self.gate.stream_settings, settings))
+            blocks = self.inner.stream(sql, params, _merged(self.gate.bounds("stream"), settings))
             try:
                 async for block in blocks:
                     yield block

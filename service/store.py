@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -33,6 +34,9 @@ from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: the lane of the current engine work: "write" for ingest's own calls (inserts and
+#: the queries they need, such as the id lease), which then never queue behind reads
+LANE: ContextVar[str] = ContextVar("gatelog_lane", default="read")
 Params = Mapping[str, Any] | None
 
 EMBEDDED_DATABASE = "gatelog"
@@ -253,7 +257,12 @@ class ChdbStore(Store):
             with translated():
                 return fn(self._client())
 
-        pool = {"insert": self._write_pool, "ping": self._probe_pool}.get(kind, self._pool)
+        if kind == "ping":
+            pool = self._probe_pool
+        elif kind == "insert" or LANE.get() == "write":
+            pool = self._write_pool
+        else:
+            pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, call)
         finally:
