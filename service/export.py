@@ -27,7 +27,7 @@ from typing import Any
 
 from .logs import ORDER, select_list, shape
 from .params import LogFilter
-from .stats import MINUTE, ROLLUP, Bound, half_open, rollup_serves
+from .stats import MINUTE, ROLLUP, Bound, _range_sql, half_open, rollup_serves
 from .store import Store
 
 DAY = 86400
@@ -65,14 +65,9 @@ class ExportTotals:
 
 
 def _range(column: str, lo: Bound, hi: Bound) -> tuple[str, dict[str, Any]]:
-    parts, params = [], {}
-    if lo is not None:
-        parts.append(f"{column} >= toDateTime({{w_lo:UInt32}}, 'UTC')")
-        params["w_lo"] = lo
-    if hi is not None:
-        parts.append(f"{column} < toDateTime({{w_hi:UInt32}}, 'UTC')")
-        params["w_hi"] = hi
-    return " AND ".join(parts) or "1", params
+    """The window ``[lo, hi)`` of ``column``, under the parameters ``w_lo``/``w_hi``."""
+    params: dict[str, Any] = {}
+    return _range_sql(column, lo, hi, "w", params), params
 
 
 async def _counts(
