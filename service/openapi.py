@@ -230,7 +230,8 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "interval": query(
             "interval",
             {"type": "string", "enum": list(INTERVALS), "default": "hour"},
-            f"bucket width; buckets are aligned to UTC; at most {settings.max_series_buckets} "
+            "bucket width; hours and days are those of `tz` (local midnights and, in zones "
+            f"offset by a half hour, local hours); at most {settings.max_series_buckets} "
             "buckets over the range, counting one series per group_by value and the total",
         ),
         "group_by_user": query(
@@ -577,9 +578,9 @@ ADMIN_FILTERS = [*USER_FILTERS, "username", "channel"]
 _DIMENSIONS = ["token_name", "model_name", "group", "request_id", "upstream_request_id"]
 USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
 ADMIN_STAT = [*USER_STAT, "username", "channel"]
-USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]
+USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end", "tz"]
 USER_SERIES += _DIMENSIONS
-ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
+ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end", "tz"]
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
 USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
 ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]

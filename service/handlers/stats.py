@@ -62,7 +62,8 @@ def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> Series
     if group_by is not None and group_by not in keys:
         raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
     flt.start, flt.end = start, end
-    return SeriesRequest(start, end, interval, group_by)
+    tz = get_tz(request.query, settings.time_zone)
+    return SeriesRequest(start, end, interval, group_by, tz)
 
 
 async def series_all(request: web.Request) -> web.Response:
