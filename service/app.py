@@ -24,6 +24,7 @@ from .keys import (
     METRICS,
     READY_CACHE,
     SETTINGS,
+    STARTED,
     STORE,
     TOKEN_LIMITER,
 )
@@ -83,6 +84,8 @@ def create_app(
         app.cleanup_ctx.append(_retention)
     if settings.follow_from:
         app.cleanup_ctx.append(_follow(settings.follow_from))
+    app[STARTED] = {"done": False}
+    app.on_startup.append(_started)  # after the cleanup contexts' start
     setup_routes(app)
     return app
 
@@ -136,7 +139,13 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def _started(app: web.Application) -> None:
+    app[STARTED]["done"] = True
+
+
 async def _draining(app: web.Application) -> None:
+    if not app[STARTED]["done"]:
+        return  # start-up failed: nothing was served, the failure says what went wrong
     # On SIGTERM aiohttp stops accepting connections, calls this, waits for in-flight
     # requests (up to the shutdown timeout), then runs the cleanup contexts.
     busy = app[METRICS].registry.get_sample_value("gatelog_http_requests_in_flight") or 0

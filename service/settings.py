@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 PREFIX = "GATELOG_"
+#: a command that prints a good HS256 secret (the messages and the README show it)
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class SettingsError(ValueError):
@@ -101,14 +103,26 @@ class Settings:
         return cls(**values)
 
     def check_auth(self) -> None:
-        """The service must not start without a way to verify bearer tokens."""
+        """The service must not start without a way to verify bearer tokens, nor with an
+        HS256 secret shorter than pyjwt's minimum (the hash size, RFC 7518 3.2)."""
         if not self.jwt_secret and not self.jwt_public_key:
             raise SettingsError(
                 "no JWT key configured: set GATELOG_JWT_SECRET (HS256 shared secret, e.g. "
-                "`export GATELOG_JWT_SECRET=$(python -c 'import secrets;"
-                "print(secrets.token_urlsafe(32))')`) or GATELOG_JWT_PUBLIC_KEY "
+                f"`export GATELOG_JWT_SECRET=$({MAKE_SECRET})`) or GATELOG_JWT_PUBLIC_KEY "
                 "(PEM public key for RS256/ES256)"
             )
+        if self.jwt_secret and not self.jwt_public_key:
+            from jwt.algorithms import HMACAlgorithm
+
+            hs256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+            short = hs256.check_key_length(hs256.prepare_key(self.jwt_secret))
+            if short is not None:
+                size = len(self.jwt_secret.encode())
+                minimum = HMACAlgorithm.SHA256().digest_size
+                raise SettingsError(
+                    f"GATELOG_JWT_SECRET is {size} bytes, shorter than the {minimum} bytes "
+                    f"HS256 needs: make a good one with `openssl rand -hex 32` or `{MAKE_SECRET}`"
+                )
 
     def check_gateway(self) -> None:
         if self.gateway_url is None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .columns import DIMENSIONS
 from .errors import InvalidParameter
 from .params import MAX_TIMESTAMP, LogFilter
 from .store import Store
@@ -51,11 +52,7 @@ class Rollup:
 
 
 #: filter/group-by names -> column (same in `logs` and in each rollup); an allowlist
-DIMENSION_COLUMNS = {
-    "user_id": "user_id", "type": "type", "username": "username",
-    "token_name": "token_name", "model_name": "model_name", "channel": "channel_id",
-    "group": "`group`",
-}  # fmt: skip
+DIMENSION_COLUMNS = DIMENSIONS
 DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
 _EVERY = frozenset(DIMENSION_COLUMNS)
 _SITE = frozenset({"type", "model_name", "channel", "group"})

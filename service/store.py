@@ -29,6 +29,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from .cluster import CLUSTER_SETTINGS
 from .errors import BadRequest, EngineError, EngineUnavailable
+from .failures import check_data_dir
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class ChdbStore(Store):
     def __init__(self, path: str, threads: int = 4, database: str = EMBEDDED_DATABASE) -> None:
         import clickhouse_connect
 
+        check_data_dir(path.split("?", 1)[0])
         self.path = path
         self.database = database
         self._local = threading.local()
@@ -406,7 +408,4 @@ def open_store(settings: Settings) -> Store:
             "GATELOG_CLICKHOUSE_CLUSTER needs a ClickHouse server: set GATELOG_CLICKHOUSE_URL "
             "(the embedded engine is a single node)"
         )
-    import os
-
-    os.makedirs(settings.data_dir, exist_ok=True)
     return ChdbStore(settings.data_dir, threads=settings.engine_threads)

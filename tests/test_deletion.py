@@ -266,7 +266,7 @@ def test_batches_are_bounded() -> None:
     assert batches([], 3) == []
 
 
-@pytest.mark.parametrize("target", ["", "0", "abc", "-5", "1.5", " ", "1e9", "99999999999"])
+@pytest.mark.parametrize("target", ["", "0", "abc", "-5", "1.5", " ", "1e9", "000"])
 async def test_target_required(client: Any, target: str) -> None:
     params = {"target_timestamp": target} if target else {}
     response = await client.delete("/api/log/", params=params, headers=ADMIN)
@@ -275,16 +275,16 @@ async def test_target_required(client: Any, target: str) -> None:
     assert body == {"success": False, "message": "target timestamp is required", "data": None}
 
 
-async def test_future_target_is_400(client: Any) -> None:
+@pytest.mark.parametrize("ahead", ["hour", "9999999999", "99999999999", "1" + "0" * 30])
+async def test_future_target_is_400(client: Any, ahead: str) -> None:
     await post_rows(client, [log_row()])
     import time
 
-    response = await client.delete(
-        "/api/log/", params={"target_timestamp": str(int(time.time()) + 3600)}, headers=ADMIN
-    )
+    target = str(int(time.time()) + 3600) if ahead == "hour" else ahead
+    response = await client.delete("/api/log/", params={"target_timestamp": target}, headers=ADMIN)
     body = await response.json()
-    assert response.status == 400 and "'target_timestamp'" in body["message"]
-    assert "future" in body["message"]
+    assert response.status == 400
+    assert body["message"] == "invalid parameter 'target_timestamp': must not be in the future"
     response = await client.get("/api/log/", headers=ADMIN)
     assert (await response.json())["data"]["total"] == 1
 

@@ -61,7 +61,8 @@ SERVICE_PORT = 8080
 READY_PATH = "/readyz"
 LIVE_PATH = "/healthz"
 SERVE_CMD = ["python", "-m", "service", "serve"]
-# The full-text `text` index is generally available from this ClickHouse release on.
+# The oldest ClickHouse line the deploy files may name: the embedded chDB's (26.x) line,
+# which the suite tests.
 MIN_CLICKHOUSE = (26, 2)
 # Oldest Kubernetes minor the manifests must stay valid for, and the newest bundled.
 K8S_VERSIONS = ["1.30.0", "latest"]
