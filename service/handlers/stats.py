@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
@@ -16,7 +14,7 @@ from ..stats import (
     GROUP_KEYS_USER,
     INTERVALS,
     SeriesRequest,
-    own_totals,
+    self_stat,
     series,
     stat,
 )
@@ -42,10 +40,7 @@ async def stat_self(request: web.Request) -> web.Response:
     flt.user_id = who.user_id
     tz = get_tz(request.query, settings.time_zone)
     store, now = request.app[STORE], request.app[CLOCK]()
-    figures, overall = await asyncio.gather(
-        stat(store, flt, now), own_totals(store, who.user_id, now, tz)
-    )
-    return ok({**figures, **overall})
+    return ok(await self_stat(store, flt, who.user_id, now, tz))
 
 
 def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:
