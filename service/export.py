@@ -35,6 +35,7 @@ FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "ndjson": "application/x-ndjson",
 }
+DEFAULT_FORMAT = "csv"
 # Spreadsheets run cells that start with these as formulas; such text cells get a
 # leading apostrophe in CSV (NDJSON carries every value unchanged).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -70,16 +70,12 @@ DEFAULT_STAT_TYPE = 2
 RECENT_SECONDS = 60
 
 INTERVALS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+DEFAULT_INTERVAL = "hour"
 # group_by values -> the column (same name in `logs` and `logs_minute`); an allowlist.
-GROUP_KEYS_USER: dict[str, str] = {
-    "model_name": "model_name",
-    "token_name": "token_name",
-    "group": "`group`",
-}
+GROUP_KEYS_USER: dict[str, str] = {k: DIMENSIONS[k] for k in ("model_name", "token_name", "group")}
 GROUP_KEYS_ADMIN: dict[str, str] = {
     **GROUP_KEYS_USER,
-    "username": "username",
-    "channel": "channel_id",
+    **{k: DIMENSIONS[k] for k in ("username", "channel")},
 }
 FIGURES = ("requests", "quota", "prompt_tokens", "completion_tokens")
 
