@@ -479,9 +479,18 @@ _ERRORS = {
     "403": ("Forbidden", "the token's role or scope does not allow this"),
     "404": ("NotFound", "no such object"),
     "413": ("PayloadTooLarge", "the body is larger than the limit"),
-    "429": ("RateLimited", "too many requests from this client; see Retry-After"),
+    "429": (
+        "RateLimited",
+        "too many requests from this client, or too many of its requests running at once; "
+        "see Retry-After",
+    ),
     "500": ("Internal", "an internal error; the message carries the request id"),
-    "503": ("Unavailable", "the log engine is unreachable or overloaded; retry later"),
+    "503": (
+        "Unavailable",
+        "the log engine is unreachable or overloaded, or a query ran past its time or "
+        "memory bound (the message says what to narrow); retry later (see Retry-After "
+        "when present)",
+    ),
 }
 
 
@@ -493,6 +502,12 @@ def _responses() -> dict[str, Schema]:
             headers["Retry-After"] = {
                 "description": "seconds until a request will be allowed",
                 "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        if status == "503":
+            headers["Retry-After"] = {
+                "description": "seconds to wait when the engine's slots were full",
+                "required": False,
                 "schema": {"type": "integer", "minimum": 1},
             }
         out[name] = {
@@ -560,7 +575,8 @@ ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "seri
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
 USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
 ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]
-READ_ERRORS = ("400", "401", "403", "503")
+# 429: the caller's own share of the engine stayed full (GATELOG_MAX_CONCURRENT_QUERIES_PER_USER)
+READ_ERRORS = ("400", "401", "403", "429", "503")
 
 
 def _paths() -> dict[str, dict[str, Schema]]:

@@ -207,8 +207,12 @@ class Filter:
         if self.kind == "type":
             return get_type(query, self.name)
         if self.kind == "int":
-            return get_int(query, self.name, 0, minimum=0, maximum=self.maximum) or None
+            return self.number(query)
         return get_str(query, self.name, settings)
+
+    def number(self, query: Mapping[str, str]) -> int | None:
+        """An ``int`` filter's value; 0 is "not given", as on every route."""
+        return get_int(query, self.name, 0, minimum=0, maximum=self.maximum) or None
 
 
 _TYPES = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
@@ -255,6 +259,7 @@ FILTERS: tuple[Filter, ...] = (
         admin_only=True,
     ),
 )
+FILTER: dict[str, Filter] = {f.name: f for f in FILTERS}
 _TIME = ("start", "end")
 
 

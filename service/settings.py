@@ -82,6 +82,21 @@ class Settings:
     delete_partitions_per_statement: int = 10
     engine_threads: int = 4
     engine_timeout_seconds: float = 30.0
+    # Bounded engine work (docs/limits.md, service/gate.py): each query's time, memory
+    # and answer size are bounded in the engine (0: no bound); engine calls run at most
+    # max_concurrent_queries at once (of one caller at most the per-user share), more
+    # wait in line for the queue timeout, then get 503 (429 past the caller's share);
+    # ingest has its own slots and threads.
+    query_timeout_seconds: float = 30.0
+    query_max_memory_bytes: int = 256 * 1024 * 1024
+    max_answer_bytes: int = 16 * 1024 * 1024
+    max_concurrent_queries: int = 4
+    max_concurrent_queries_per_user: int = 2
+    query_queue_timeout_seconds: float = 5.0
+    max_queued_queries: int = 256
+    max_concurrent_ingests: int = 2
+    ingest_queue_timeout_seconds: float = 30.0
+    max_queued_ingests: int = 256
     # Slow clients: a streamed answer whose client takes longer than this to accept one
     # chunk is cut; a request body not received whole within body_timeout is a 408.
     send_timeout_seconds: float = 30.0

@@ -47,6 +47,7 @@ async def _export(
         user_view,
         settings.export_window_rows,
         settings.export_block_rows,
+        settings.max_answer_bytes,
     )
     totals = export.ExportTotals()
     send_timeout = settings.send_timeout_seconds

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter, NotFound, RateLimited
+from ..gate import CALLER
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
 from ..logs import (
     ADMIN_FIELDS,
@@ -106,6 +107,7 @@ async def by_token(request: web.Request) -> web.Response:
     if not key:
         raise InvalidParameter("key", "is required (the token's secret key)")
     page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)
+    CALLER.set(f"ip:{ip}")  # anonymous: the engine share is the client address's
     store = request.app[STORE]
     token = await find_token(store, hash_key(key))
     if token is None or token["status"] == TOKEN_STATUS_DISABLED:
