@@ -126,6 +126,22 @@ def test_a_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
     one_line_failure(result, f"the data directory {where} cannot be created", "GATELOG_DATA_DIR")
 
 
+def test_a_data_dir_this_user_cannot_write(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        where = Path("/proc/1")  # a directory even root may not write (root skips modes)
+    else:
+        where = tmp_path / "read-only"
+        where.mkdir(mode=0o500)
+    result = run(["migrate"], GATELOG_DATA_DIR=str(where))
+    one_line_failure(result, f"the data directory {where} is not writable", "GATELOG_DATA_DIR")
+
+
+def test_an_unreachable_clickhouse_server() -> None:
+    url = f"http://default:@127.0.0.1:{free_port()}/gatelog"
+    result = run(["migrate"], GATELOG_CLICKHOUSE_URL=url)
+    one_line_failure(result, "the log engine is unavailable", "GATELOG_CLICKHOUSE_URL")
+
+
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
