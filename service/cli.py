@@ -122,10 +122,11 @@ TOKEN = Command("token", "print a signed bearer token", cmd_token, _token_args)
 
 def commands() -> dict[str, Command]:
     """The service's own subcommands, then those other packages register (generate, bench)."""
+    from .attach import COMMAND as ATTACH
     from .importer import COMMAND as IMPORT
     from .retention import COMMAND as RETENTION
 
-    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT)}
+    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT, ATTACH)}
     for extra in discovered():
         found.setdefault(extra.name, extra)
     return found
