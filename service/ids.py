@@ -22,6 +22,7 @@ ever recorded for that node, so even a crashed holder's ids are never repeated.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import threading
@@ -30,7 +31,7 @@ import uuid
 from collections.abc import Callable
 
 from .errors import EngineUnavailable
-from .store import Store
+from .store import LANE, Store
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,11 @@ class NodeIds:
         if self.generator is None:
             self.generator = await self._acquire()
             if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._beat())
+                # The heartbeat is the service's own work, not the first ingesting
+                # caller's: a fresh context, in the ingest lane (service/gate.py).
+                beat = contextvars.Context()
+                beat.run(LANE.set, "write")
+                self._task = asyncio.create_task(self._beat(), context=beat)
         return self.generator
 
     def _ms(self, seconds: float) -> int:
@@ -273,5 +278,5 @@ class NodeIds:
         if generator is not None:
             try:
                 await self._write(self._store(), generator.node, 0, generator.limit_ms or 0)
-            except EngineUnavailable:
+            except Exception:  # the engine gone at shutdown: the lease simply expires
                 log.warning("id lease of node %d not released; it expires", generator.node)

@@ -183,3 +183,11 @@ async def test_assigned_ids_through_the_api_are_safe_and_large_ids_still_work(
     assert ids.pop("old") == legacy
     assert len(set(ids.values())) == 3
     assert all(0 < new_id <= JS_MAX_SAFE_INTEGER for new_id in ids.values())
+
+
+def test_the_retired_node_id_setting_is_named_when_still_set() -> None:
+    from service.settings import retired_settings
+
+    (warning,) = retired_settings({"GATELOG_NODE_ID": "3", "GATELOG_PORT": "8080"})
+    assert warning.startswith("GATELOG_NODE_ID is not read any more") and "docs/ids.md" in warning
+    assert retired_settings({"GATELOG_NODE_ID": ""}) == []
