@@ -47,6 +47,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from .columns import LOGS, Column
 from .commands import Command, with_store
 from .ids import EPOCH_MS, NODES
 from .settings import Settings, SettingsError
@@ -105,31 +106,25 @@ def _columns(have: set[str], channels: Table | None) -> str:
     def count(name: str, kind: str) -> str:  # ids and counts: never negative
         return f"to{kind}(greatest({col(name, '0')}, 0))"
 
-    channel_name = "c.cname" if channels is not None else "''"
-    return ", ".join(
-        [
-            f"{count('user_id', 'UInt64')} AS user_id",
-            "toDateTime(l.created_at, 'UTC') AS created_at",
-            "toUInt8(l.type) AS type",
-            f"{col('content')} AS content",
-            f"{col('username')} AS username",
-            f"{col('token_name')} AS token_name",
-            f"{col('model_name')} AS model_name",
-            f"toInt64({col('quota', '0')}) AS quota",
-            f"toInt64({col('prompt_tokens', '0')}) AS prompt_tokens",
-            f"toInt64({col('completion_tokens', '0')}) AS completion_tokens",
-            f"toInt32({col('use_time', '0')}) AS use_time",
-            f"{col('is_stream', '0')} != 0 AS is_stream",
-            f"{count('channel_id', 'UInt32')} AS channel_id",
-            f"{channel_name} AS channel_name",
-            f"{count('token_id', 'UInt64')} AS token_id",
-            f"{col('group')} AS `group`",
-            f"{col('ip')} AS ip",
-            f"{col('request_id')} AS request_id",
-            f"{col('upstream_request_id')} AS upstream_request_id",
-            f"{col('other')} AS other",
-        ]
-    )
+    special = {
+        "created_at": "toDateTime(l.created_at, 'UTC')",
+        "type": "toUInt8(l.type)",
+        "channel_name": "c.cname" if channels is not None else "''",
+    }
+
+    def value(column: Column) -> str:
+        if column.name in special:
+            return special[column.name]
+        if column.kind == "bool":
+            return f"{col(column.name, '0')} != 0"
+        if column.kind != "int":
+            return col(column.name)
+        if column.value_range[0] >= 0:
+            return count(column.name, column.base)
+        return f"to{column.base}({col(column.name, '0')})"
+
+    # every column of `logs` in its order: INSERT ... SELECT fills them by position
+    return ", ".join(f"{value(c)} AS {c.sql}" for c in LOGS if c.name != "id")
 
 
 def _from(source: Table, channels: Table | None) -> str:

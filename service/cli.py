@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from .commands import Command, discovered, missing_hint, with_store
 from .failures import bind, close_all, report
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, retired_settings
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -26,6 +26,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from .app import create_app
 
     settings.check_auth()
+    for warning in retired_settings():
+        logging.getLogger("gatelog").warning(warning)
     host = args.host or settings.host
     port = args.port or settings.port
     # The port is taken before the engine is opened: a port in use is a one-line

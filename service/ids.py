@@ -112,6 +112,8 @@ HEARTBEAT_SECONDS = 5.0
 #: after a lease expired, how long before another process may take the node: covers
 #: clock differences between replicas and a holder's renewal still in flight
 GRACE_SECONDS = 30.0
+#: how many of the lowest free nodes a process chooses among
+SPREAD = 4
 #: each renewal reserves ids up to this far ahead of the clock
 LEAD_MS = 60_000
 #: a burst may run ids ahead of the clock by at most this much (64 ids/ms for an hour)
@@ -214,8 +216,12 @@ class NodeIds:
         reserved = {int(node): int(res) for node, res, _ in state.rows}
         busy = {int(node) for node, _, live in state.rows if live}
         free = [n for n in range(self.nodes) if n not in busy]
-        random.shuffle(free)  # two processes starting together rarely race for one node
-        for node in free:
+        # The lowest free nodes, in random order among the first few: processes starting
+        # together rarely race for one node, and the high nodes stay unused for as long
+        # as possible (attach-newapi takes a never-used node for good, service/attach.py).
+        first = free[:SPREAD]
+        random.shuffle(first)
+        for node in first + free[SPREAD:]:
             self._claimed = time.time_ns()
             floor = reserved.get(node, -1)
             limit = max(floor, self._ms(now)) + LEAD_MS

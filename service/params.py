@@ -263,16 +263,18 @@ FILTER: dict[str, Filter] = {f.name: f for f in FILTERS}
 _TIME = ("start", "end")
 
 
-def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -> LogFilter:
+def parse_filter(
+    query: Mapping[str, str], settings: Settings, *, admin: bool, user_id: int | None = None
+) -> LogFilter:
     """The list/stat filters (:data:`FILTERS`); the admin-only ones only for admins. The
-    time range is read and checked first."""
+    time range is read and checked first. ``user_id`` scopes the filter to one user."""
     wanted = [f for f in FILTERS if admin or not f.admin_only]
     times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
     start, end = times["start"], times["end"]
     if start is not None and end is not None and start > end:
         raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
     rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
-    return LogFilter(**times, **rest)
+    return LogFilter(**times, **rest, user_id=user_id)
 
 
 def like_pattern(pattern: str) -> str:

@@ -171,6 +171,22 @@ class Settings:
         return not self.clickhouse_url
 
 
+#: settings of earlier builds that are not read any more, and why
+RETIRED = {
+    "GATELOG_NODE_ID": "each process leases its id node from the engine (docs/ids.md)",
+}
+
+
+def retired_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each retired setting that is still set."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} is not read any more: {why}; remove it"
+        for name, why in RETIRED.items()
+        if env.get(name)
+    ]
+
+
 def _coerce(name: str, type_name: str, raw: str) -> Any:
     env_name = PREFIX + name.upper()
     if type_name.startswith("tuple"):
