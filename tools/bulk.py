@@ -1,12 +1,10 @@
 """Bulk loading: an Arrow table into an engine table by the engine's fastest path.
 
 Generation and import move millions of rows; row lists through the driver would cost
-more than everything else together. On the embedded engine the batch is written as an
-Arrow IPC file and read by the engine itself (``INSERT ... SELECT FROM file(...)``),
-which measured about twice as fast as handing the table to the driver's
-``insert_arrow`` (spec/engine-notes.md: file formats are chDB's fastest insert path).
-A ClickHouse server cannot read this machine's files, so there the driver's Arrow
-insert is used.
+more than everything else together. The batch goes through
+:meth:`service.store.Store.insert_table`: on the embedded engine an Arrow IPC file read
+by the engine itself, on a ClickHouse server the driver's Arrow insert (the same path as
+``POST /api/internal/logs``).
 
 Every batch carries an ``insert_deduplication_token``: replaying an identical batch
 (a retried or resumed job) stores nothing twice, within the table's deduplication
@@ -15,31 +13,12 @@ window.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
-import uuid
 from typing import Any
 
-from service.store import ChdbStore, Store
+from service.store import Store, spool_dir
 
-# Identifiers only: column names of our own tables, quoted because `group` is reserved.
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def _ident(name: str) -> str:
-    if not name or not set(name) <= _SAFE:
-        raise ValueError(f"not a plain column name: {name!r}")
-    return f"`{name}`"
-
-
-def spool_dir() -> str:
-    """Where batch files go: memory-backed when the machine has it."""
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK):
-        return shm
-    return tempfile.gettempdir()
+__all__ = ["insert_table", "progress_bar", "spool_dir"]
 
 
 async def insert_table(
@@ -54,24 +33,7 @@ async def insert_table(
     if rows == 0:
         return 0
     extra = {"insert_deduplication_token": dedup_token, "async_insert": 0, **(settings or {})}
-    if not isinstance(store, ChdbStore):
-        await store.insert_arrow(table, data, settings=extra)
-        return rows
-    import pyarrow.feather as feather
-
-    columns = ", ".join(_ident(name) for name in data.column_names)
-    path = os.path.join(spool_dir(), f"gatelog-bulk-{uuid.uuid4().hex}.arrow")
-    try:
-        feather.write_feather(data, path, compression="uncompressed")
-        await store.command(
-            f"INSERT INTO {_ident(table)} ({columns}) "
-            f"SELECT {columns} FROM file({{path:String}}, 'Arrow')",
-            {"path": path},
-            settings=extra,
-        )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    await store.insert_table(table, data, settings=extra)
     return rows
 
 
