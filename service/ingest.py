@@ -2,7 +2,7 @@
 
 A batch is a JSON array or NDJSON. It is validated whole before anything is written:
 the first bad row and field are named in the 400. Rows without an ``id`` get one from
-:class:`IdGenerator` (time-ordered). The insert carries an ``insert_deduplication_token``
+:mod:`service.ids` (53 bits, time-ordered). The insert carries an ``insert_deduplication_token``
 derived from the body, so a retried identical batch is stored once (the raw table and
 the rollups carry a deduplication window). The answer comes after the insert returns,
 with ``async_insert`` off: an acknowledged row is stored.
@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .columns import LOGS, TOKENS, Column
 from .errors import BadRequest
+from .ids import IdGenerator as IdGenerator
 from .store import Store
 
 KEY_SPACE = " \t\r\n\f\v"  # as service/handlers/logs.py strips a looked-up key
@@ -63,29 +64,27 @@ def log_fields(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_created_at: int = 2**32 - 1,
 ) -> tuple[Field, ...]:
-    """The columns of an ingested log with their bounds (the one list to edit)."""
-    return (
-        Field("id", "int", minimum=1),
-        Field("user_id", "int", required=True),
-        Field("created_at", "int", required=True, minimum=1, maximum=max_created_at),
-        Field("type", "int", required=True, minimum=0, maximum=255),
-        Field("content", "str", max_len=max_content_chars),
-        Field("username", "str", max_len=max_text_chars),
-        Field("token_name", "str", max_len=max_text_chars),
-        Field("model_name", "str", max_len=max_text_chars),
-        Field("quota", "int", minimum=-max_quota, maximum=max_quota),
-        Field("prompt_tokens", "int", minimum=-max_tokens, maximum=max_tokens),
-        Field("completion_tokens", "int", minimum=-max_tokens, maximum=max_tokens),
-        Field("use_time", "int", minimum=-(2**31), maximum=2**31 - 1),
-        Field("is_stream", "bool"),
-        Field("channel_id", "int", maximum=2**32 - 1),
-        Field("channel_name", "str", max_len=max_text_chars),
-        Field("token_id", "int"),
-        Field("group", "str", max_len=max_text_chars),
-        Field("ip", "str", max_len=256),
-        Field("request_id", "str", max_len=256),
-        Field("other", "json", max_len=max_other_chars),
-    )
+    """The columns of an ingested log with their bounds (from :mod:`service.columns`)."""
+    bounds = {
+        "content": max_content_chars,
+        "other": max_other_chars,
+        "text": max_text_chars,
+        "quota": max_quota,
+        "tokens": max_tokens,
+        "created_at": max_created_at,
+    }
+    return tuple(_field(column, bounds) for column in LOGS)
+
+
+def _field(column: Column, bounds: dict[str, int]) -> Field:
+    """A column's ingest field: its type's range or length, narrowed by its bound."""
+    bound = bounds[column.bound] if isinstance(column.bound, str) else column.bound
+    if column.kind != "int":
+        return Field(column.name, column.kind, column.required, max_len=bound or 1 << 20)
+    low, high = column.value_range
+    if bound is not None:
+        low, high = (-bound if low < 0 else low), bound
+    return Field(column.name, "int", column.required, minimum=low, maximum=high)
 
 
 def log_fields_for(settings: Any, now: float | None = None) -> tuple[Field, ...]:
@@ -217,46 +216,21 @@ def check_token_keys(rows: list[list[Any]], min_chars: int) -> None:
             )
 
 
-class IdGenerator:
-    """Time-ordered 63-bit ids: milliseconds since 2020 | 10-bit node | 12-bit sequence.
+class IdSource(Protocol):
+    """Where ids come from: :class:`~service.ids.NodeIds` in the service."""
 
-    Ids grow with time within a process and are unique across up to 1024 nodes."""
-
-    EPOCH_MS = 1_577_836_800_000
-
-    def __init__(self, node: int, clock: Callable[[], float] = time.time) -> None:
-        self.node = node % 1024
-        self.clock = clock
-        self._last = 0
-        self._seq = 0
-        self._lock = threading.Lock()
-
-    def next_ids(self, count: int) -> list[int]:
-        """``count`` ids from one reading of the clock: the sequence runs on within the
-        millisecond and moves to the next millisecond every 4096 ids."""
-        if count <= 0:
-            return []
-        with self._lock:
-            now = max(int(self.clock() * 1000) - self.EPOCH_MS, self._last)
-            first = self._seq + 1 if now == self._last else 0
-            node = self.node << 12
-            out = [
-                ((now + p // 4096) << 22) | node | (p % 4096) for p in range(first, first + count)
-            ]
-            end = first + count - 1
-            self._last, self._seq = now + end // 4096, end % 4096
-            return out
+    async def take(self, count: int) -> list[int]: ...
 
 
 def batch_token(body: bytes, kind: str) -> str:
     return hashlib.sha256(kind.encode() + b"\0" + body).hexdigest()
 
 
-async def store_logs(store: Store, rows: list[list[Any]], token: str, ids: IdGenerator) -> int:
+async def store_logs(store: Store, rows: list[list[Any]], token: str, ids: IdSource) -> int:
     """Insert validated rows; returns how many. Rows spanning many days go in chunks of
     at most ``MAX_DAYS_PER_INSERT`` days, each with its own deterministic dedup token."""
     missing = [row for row in rows if row[0] is None]
-    for row, new_id in zip(missing, ids.next_ids(len(missing)), strict=True):
+    for row, new_id in zip(missing, await ids.take(len(missing)) if missing else [], strict=True):
         row[0] = new_id
     day_index = LOG_COLUMNS.index("created_at")
     days = sorted({row[day_index] // 86400 for row in rows})
@@ -284,7 +258,7 @@ async def store_tokens(store: Store, rows: list[list[Any]], hash_key: Callable[[
     await store.insert(
         "tokens",
         values,
-        ("id", "key_hash", "name", "user_id", "status", "version"),
+        tuple(c.name for c in TOKENS),
         settings={"async_insert": 0},
     )
     return len(values)
@@ -303,22 +277,8 @@ async def store_tokens(store: Store, rows: list[list[Any]], hash_key: Callable[[
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
 
-#: the engine's column types of `logs` (schema/001_logs.sql) as Arrow types
-LOG_ARROW_TYPES: dict[str, pa.DataType] = {
-    "id": pa.uint64(),
-    "user_id": pa.uint64(),
-    "created_at": pa.uint32(),
-    "type": pa.uint8(),
-    "quota": pa.int64(),
-    "prompt_tokens": pa.int64(),
-    "completion_tokens": pa.int64(),
-    "use_time": pa.int32(),
-    "is_stream": pa.bool_(),
-    "channel_id": pa.uint32(),
-    "token_id": pa.uint64(),
-    **{name: pa.string() for name in ("content", "username", "token_name", "model_name",
-                                      "channel_name", "group", "ip", "request_id", "other")},
-}  # fmt: skip
+#: the Arrow types `logs` is loaded as (the column catalogue, service/columns.py)
+LOG_ARROW_TYPES: dict[str, pa.DataType] = {c.name: getattr(pa, c.arrow_type)() for c in LOGS}
 
 _DECODED: dict[str, Any] = {
     "int": int | None,
@@ -446,13 +406,13 @@ def check_log_days(table: pa.Table, max_days: int) -> None:
         )
 
 
-async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdGenerator) -> int:
+async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdSource) -> int:
     """Insert a table of :func:`parse_logs`; returns its row count. Rows without an id get
     one; rows spanning many days go in chunks of at most ``MAX_DAYS_PER_INSERT`` days,
     each with its own deterministic dedup token (as :func:`store_logs`)."""
     given = table["id"].combine_chunks()
     if given.null_count:
-        new = pa.array(ids.next_ids(given.null_count), pa.uint64())
+        new = pa.array(await ids.take(given.null_count), pa.uint64())
         table = table.set_column(0, "id", pc.replace_with_mask(given, given.is_null(), new))
     day = pc.divide(table["created_at"], 86400)
     days = pc.unique(day).sort()

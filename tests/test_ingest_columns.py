@@ -17,7 +17,11 @@ FIELDS = log_fields(max_content_chars=40, max_text_chars=12, max_created_at=2_00
 NDJSON = "application/x-ndjson"
 ARRAY = "application/json"
 
+# text up to 2 characters past the text bound (12), and text within it
 text = st.text(st.characters(codec="utf-8"), max_size=14) | st.sampled_from(["", "ü", "中文", "😀"])
+short = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    ["", "ü", "中文", "😀"]
+)
 integer = st.integers(-(2**64), 2**64) | st.integers(-5, 300)
 value = st.one_of(
     st.none(),
@@ -36,12 +40,12 @@ good = st.fixed_dictionaries(
     },
     optional={
         "id": st.integers(1, 2**63 - 1) | st.none(),
-        "content": text,
+        "content": short,
         "quota": st.integers(-(10**12), 10**12),
         "is_stream": st.booleans(),
         "channel_id": st.integers(0, 2**32 - 1),
-        "group": text,
-        "other": text | st.dictionaries(text, integer | text, max_size=2),
+        "group": short,
+        "other": short | st.dictionaries(short, st.integers(-5, 300) | short, max_size=1),
         "unknown": value,
     },
 )
