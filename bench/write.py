@@ -98,7 +98,22 @@ VARIANTS = {
     "logs_only": "schema/001_logs.sql alone: no materialized views",
     "logs_no_ngram": "001 without the content n-gram index, no views",
     "logs_bare": "001 without any skip index, no views",
+    "logs_tokenbf": "001 with a token bloom filter instead of the n-gram index, no views",
+    "logs_text": "001 with the full-text `text` index instead of the n-gram index, no views",
 }
+NGRAM = "INDEX idx_content_ngram lowerUTF8(content) TYPE ngrambf_v1(3, 65536, 3, 0) GRANULARITY 1"
+REPLACEMENT = {
+    "logs_tokenbf": "INDEX idx_content_token lowerUTF8(content) TYPE tokenbf_v1(65536, 3, 0) "
+    "GRANULARITY 1",
+    "logs_text": "INDEX idx_content_text lowerUTF8(content) TYPE text(tokenizer = 'ngrams') "
+    "GRANULARITY 1",
+}
+# search as the service does it (service/logs.py): a case-insensitive substring of content
+SEARCH = (
+    "SELECT id FROM logs WHERE lowerUTF8(content) LIKE lowerUTF8({pattern:String}) "
+    "ORDER BY created_at DESC LIMIT 100"
+)
+KEYWORDS = {"rare": "上游渠道密钥无效", "absent": "zq-no-such-text"}
 
 
 def variant_ddl(name: str) -> list[str]:
@@ -106,6 +121,8 @@ def variant_ddl(name: str) -> list[str]:
     lines = text.splitlines()
     if name == "logs_no_ngram":
         lines = [line for line in lines if "idx_content_ngram" not in line]
+    elif name in REPLACEMENT:
+        lines = [REPLACEMENT[name] + "," if NGRAM in line else line for line in lines]
     elif name == "logs_bare":
         lines = [line for line in lines if not line.strip().startswith("INDEX ")]
     ddl = "\n".join(lines)
@@ -127,8 +144,15 @@ async def floor_insert(data_dir: str, files: list[str], variants: list[str]) -> 
             if variant == "schema":
                 await migrate(db_store)
             else:
-                for statement in variant_ddl(variant):
-                    await db_store.command(statement)
+                try:
+                    for statement in variant_ddl(variant):
+                        await db_store.command(
+                            statement, settings={"allow_experimental_full_text_index": 1}
+                        )
+                except Exception as exc:  # an index type this engine lacks: say so, go on
+                    out[variant] = {"error": str(exc)[:300]}
+                    await db_store.close()
+                    continue
             # The engine parses the file straight into the table's column types (as
             # INSERT ... FROM INFILE would; that one takes no query parameters).
             described = await db_store.query(
@@ -155,7 +179,21 @@ async def floor_insert(data_dir: str, files: list[str], variants: list[str]) -> 
             sampler.stopped.set()
             sampler.join()
             count = int((await db_store.query("SELECT count() FROM logs")).scalar())
+            search: dict[str, float] = {}
+            for kind, keyword in KEYWORDS.items():
+                times = []
+                for _ in range(5):
+                    begun = time.perf_counter()
+                    await db_store.query(SEARCH, {"pattern": f"%{keyword}%"})
+                    times.append((time.perf_counter() - begun) * 1000)
+                search[f"{kind}_ms"] = sorted(times)[2]
+            on_disk = await db_store.query(
+                "SELECT sum(secondary_indices_compressed_bytes) FROM system.parts "
+                "WHERE database = currentDatabase() AND table = 'logs' AND active"
+            )
             out[variant] = {
+                "search": search,
+                "skip_index_bytes": int(on_disk.scalar() or 0),
                 "rows": count,
                 "seconds": seconds,
                 "rows_per_s": count / seconds,
@@ -263,6 +301,107 @@ async def service_phase(bodies: list[bytes]) -> dict[str, Any]:
     }
 
 
+# -- 5. import and generate ------------------------------------------------------------------
+
+
+def sqlite_source(path: Path, rows: int, seed: int) -> None:
+    """A new-api SQLite database (the gateway's own DDL) with ``rows`` generated logs."""
+    import sqlite3
+
+    from tools.bench import newapi
+    from tools.generate import Spec, World
+
+    world = World(Spec(rows, 30, seed, int(time.time()) - 3 * DAY))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    newapi.create(
+        conn, "sqlite", [s for s in newapi.SQL_DDL["sqlite"] if s.startswith("CREATE TABLE")]
+    )
+    for _, table in world.batches():
+        newapi.insert(conn, "sqlite", "logs", newapi.LOG_COLUMNS, newapi.log_rows(table))
+    conn.close()
+
+
+def read_phase(path: Path) -> dict[str, Any]:
+    """The import's reading alone (no engine): SQLite windows as Arrow through the ADBC
+    driver against the standard library's rows, the same SQL."""
+    from service.importer import DEFAULT_BATCH_IDS, open_reader, parse_source
+
+    reader = open_reader(parse_source(f"sqlite:///{path}"))
+    out: dict[str, Any] = {"load_start": load()}
+    try:
+        select, names = reader.log_select()
+        top = int(reader.scalar('SELECT MAX("id") FROM "logs"') or 0)
+        arrow = reader.arrow  # type: ignore[attr-defined]
+        for name, columnar in (("adbc", True), ("sqlite3", False)):
+            reader.arrow = arrow if columnar else None  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            rows = sum(
+                reader.logs_window(select, names, lo, lo + DEFAULT_BATCH_IDS).num_rows
+                for lo in range(0, top, DEFAULT_BATCH_IDS)
+            )
+            seconds = time.perf_counter() - started
+            out[name] = {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+        reader.arrow = arrow  # type: ignore[attr-defined]
+    finally:
+        reader.close()
+    out["load_end"] = load()
+    return out
+
+
+def cli_phase(command: list[str], pattern: str) -> dict[str, Any]:
+    """``python -m service ...`` into a fresh data directory; its own rows/s line."""
+    with tempfile.TemporaryDirectory(prefix="gatelog-write-cli-") as data_dir:
+        env = {**os.environ, "GATELOG_DATA_DIR": data_dir, "GATELOG_LOG_LEVEL": "WARNING",
+               "PYTHONPATH": str(ROOT)}  # fmt: skip
+        started_load = load()
+        done = subprocess.run(
+            [sys.executable, "-m", "service", *command, "--no-progress"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=True,
+        )  # fmt: skip
+    found = re.search(pattern, done.stdout)
+    if not found:
+        raise RuntimeError(f"unexpected output: {done.stdout}")
+    rows, seconds = int(found.group("rows")), float(found.group("seconds"))
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
+            "load_start": started_load, "load_end": load()}  # fmt: skip
+
+
+def generation_phase(rows: int, seed: int) -> dict[str, Any]:
+    """The generator alone (no engine): rows/s of its Arrow tables."""
+    from tools.generate import Spec, World
+
+    started_load = load()
+    started = time.perf_counter()
+    made = sum(t.num_rows for _, t in World(Spec(rows, 30, seed, int(time.time()))).batches())
+    seconds = time.perf_counter() - started
+    return {"rows": made, "seconds": seconds, "rows_per_s": made / seconds,
+            "load_start": started_load, "load_end": load()}  # fmt: skip
+
+
+def other_paths(rows: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="gatelog-write-sqlite-") as work:
+        path = Path(work) / "one-api.db"
+        sqlite_source(path, rows, seed)
+        out["read"] = read_phase(path)
+        print(f"read: {out['read']['adbc']['rows_per_s']:,.0f} vs "
+              f"{out['read']['sqlite3']['rows_per_s']:,.0f} rows/s", flush=True)  # fmt: skip
+        out["import"] = cli_phase(
+            ["import", "--from", f"sqlite:///{path}"],
+            r"imported (?P<rows>\d+) logs .* in (?P<seconds>[\d.]+) s",
+        )
+        print(f"import: {out['import']['rows_per_s']:,.0f} rows/s", flush=True)
+    out["generation"] = generation_phase(rows, seed)
+    out["generate"] = cli_phase(
+        ["generate", "--rows", str(rows), "--seed", str(seed)],
+        r"generated (?P<rows>\d+) logs .* in (?P<seconds>[\d.]+) s",
+    )
+    print(f"generate: {out['generate']['rows_per_s']:,.0f} rows/s", flush=True)
+    return out
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -292,6 +431,11 @@ def markdown(result: dict[str, Any]) -> str:
     for variant, what in VARIANTS.items():
         if variant != "schema" and variant in result["prices"]:
             row = result["prices"][variant]
+            if "error" in row:
+                lines.append(
+                    f"| engine insert into {what} | not measured: {row['error'][:120]} | |"
+                )
+                continue
             lines.append(
                 f"| engine insert into {what} | {row['rows_per_s']:,.0f} "
                 f"| {row['load_start']} -> {row['load_end']} |"
@@ -309,6 +453,37 @@ def markdown(result: dict[str, Any]) -> str:
         f"bodies (floor 1) grew its process by "
         f"{result['floor_runs'][0]['schema']['rss_over_idle_mib']:.0f} MiB over idle",
     ]
+    priced = {k: v for k, v in result["prices"].items() if "search" in v}
+    if priced:
+        lines += [
+            "",
+            "| content index (no views) | insert rows/s | skip indexes on disk | search, "
+            "rare keyword | search, absent keyword |",
+            "|---|---|---|---|---|",
+        ]
+        for variant, row in priced.items():
+            size = row["skip_index_bytes"] / 2**20
+            lines.append(
+                f"| {variant} | {row['rows_per_s']:,.0f} | {size:.1f} MiB "
+                f"| {row['search']['rare_ms']:.1f} ms | {row['search']['absent_ms']:.1f} ms |"
+            )
+    o = result.get("others") or {}
+    if o:
+        r, i, gen, g = o["read"], o["import"], o["generation"], o["generate"]
+        lines += [
+            "",
+            f"| other write path ({i['rows']:,} rows) | rows/s | load (start -> end) |",
+            "|---|---|---|",
+            f"| import's SQLite read, ADBC (Arrow) | {r['adbc']['rows_per_s']:,.0f} "
+            f"| {r['load_start']} -> {r['load_end']} |",
+            f"| import's SQLite read, sqlite3 rows | {r['sqlite3']['rows_per_s']:,.0f} | |",
+            f"| `python -m service import --from sqlite:///...` | {i['rows_per_s']:,.0f} "
+            f"| {i['load_start']} -> {i['load_end']} |",
+            f"| generation alone (numpy/pyarrow) | {gen['rows_per_s']:,.0f} "
+            f"| {gen['load_start']} -> {gen['load_end']} |",
+            f"| `python -m service generate` | {g['rows_per_s']:,.0f} "
+            f"| {g['load_start']} -> {g['load_end']} |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -319,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="20,000 rows, no schema prices")
     parser.add_argument("--no-prices", action="store_true", help="skip the schema prices")
+    parser.add_argument(
+        "--other-rows", type=int, default=0,
+        help="also import and generate this many rows (import from new-api's SQLite; 0: not)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     parser.add_argument("--variants", default="schema", help=argparse.SUPPRESS)
@@ -350,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         prices: dict[str, Any] = {}
         if not (args.quick or args.no_prices):
             prices = run_floor(files, [v for v in VARIANTS if v != "schema"])
+        others = other_paths(args.other_rows, args.seed) if args.other_rows else {}
     finally:
         shutil.rmtree(spool, ignore_errors=True)
     floor = sum(run["schema"]["rows_per_s"] for run in floors) / len(floors)
@@ -366,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "service": service,
         "service_over_floor": service["rows_per_s"] / floor,
         "prices": prices,
+        "others": others,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"write-{result['rows']}"
