@@ -19,8 +19,10 @@ derives them from ``model/log.go``, ``model/token.go``, ``model/channel.go``):
   gateway.
 
 How: logs are read in id order, in windows of ids ``(from, to]``, each turned into an
-Arrow table (PostgreSQL sends CSV through ``COPY``, parsed by pyarrow; the other two are
-read in batches and transposed into columns) and stored with the engine's bulk path
+Arrow table (PostgreSQL sends CSV through ``COPY``, parsed by pyarrow; SQLite answers
+through its ADBC driver as Arrow columns when ``adbc-driver-sqlite`` is installed, the
+tools extra; MySQL, and SQLite without that driver, are read in batches and transposed
+into columns) and stored with the engine's bulk path
 (:mod:`service.bulk`), keeping the original ids. Reading the next window overlaps the
 engine's insert of the current one. A progress bar shows rows/s and the ETA.
 
@@ -44,7 +46,7 @@ import sqlite3
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
@@ -54,7 +56,7 @@ import pyarrow.compute as pc
 
 from . import columns
 from .bulk import arrow_table, arrow_type, insert_table, progress_bar
-from .commands import Command
+from .commands import Command, with_store
 from .settings import Settings
 from .store import Store
 
@@ -292,8 +294,36 @@ class SqliteReader(Reader):
         return list(self.conn.execute(sql, tuple(params)).fetchall())
 
 
-class PostgresReader(Reader):
+class ServerReader(Reader):
+    """A database server's reader: DB-API cursors, the tables of the connection's schema
+    found in ``information_schema``."""
+
     placeholder = "%s"
+    #: which of information_schema's rows belong to the connection's schema
+    schema_condition: str
+
+    def tables(self) -> set[str]:
+        rows = self.rows(
+            f"SELECT table_name FROM information_schema.tables WHERE {self.schema_condition}", ()
+        )
+        return {r[0] for r in rows}
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.rows(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_name = %s AND {self.schema_condition}",
+            (table,),
+        )
+        return {r[0] for r in rows}
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, tuple(params))
+            return list(cur.fetchall())
+
+
+class PostgresReader(ServerReader):
+    schema_condition = "table_schema = ANY(current_schemas(false))"
 
     def __init__(self, source: Source) -> None:
         import psycopg
@@ -303,27 +333,6 @@ class PostgresReader(Reader):
             self.conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to PostgreSQL {source.name}: {exc}") from None
-
-    def tables(self) -> set[str]:
-        rows = self.rows(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = ANY(current_schemas(false))",
-            (),
-        )
-        return {r[0] for r in rows}
-
-    def columns(self, table: str) -> set[str]:
-        rows = self.rows(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = %s AND table_schema = ANY(current_schemas(false))",
-            (table,),
-        )
-        return {r[0] for r in rows}
-
-    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, tuple(params))
-            return list(cur.fetchall())
 
     def logs_window(self, select: str, names: list[str], lo: int, hi: int) -> pa.Table:
         """``COPY ... TO STDOUT`` as CSV, parsed by pyarrow: no Python object per value."""
@@ -352,9 +361,9 @@ class PostgresReader(Reader):
         )
 
 
-class MysqlReader(Reader):
+class MysqlReader(ServerReader):
     quote = "`"
-    placeholder = "%s"
+    schema_condition = "table_schema = DATABASE()"
 
     def __init__(self, source: Source) -> None:
         import pymysql
@@ -377,30 +386,11 @@ class MysqlReader(Reader):
         except pymysql.MySQLError as exc:
             raise SourceError(f"cannot connect to MySQL {source.name}: {exc}") from None
 
-    def tables(self) -> set[str]:
-        rows = self.rows(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()", ()
-        )
-        return {r[0] for r in rows}
-
-    def columns(self, table: str) -> set[str]:
-        rows = self.rows(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = %s AND table_schema = DATABASE()",
-            (table,),
-        )
-        return {r[0] for r in rows}
-
     def int_expr(self, column: str) -> str:
         return f"COALESCE(CAST({column} AS SIGNED), 0)"
 
     def bool_expr(self, column: str) -> str:
         return f"CASE WHEN {column} <> 0 THEN 1 ELSE 0 END"
-
-    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, tuple(params))
-            return list(cur.fetchall())
 
 
 def open_reader(source: Source) -> Reader:
@@ -640,8 +630,7 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from .migrate import migrate
-    from .store import open_store
+    from .follow import Follower
 
     if args.batch_ids < 1:
         print("gatelog: --batch-ids must be positive", file=sys.stderr)
@@ -652,38 +641,28 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 2
 
-    async def follow() -> None:
-        from .follow import Follower
-
-        store = open_store(settings)
-        try:
-            await migrate(store, cluster=settings.clickhouse_cluster)
-            await Follower(store, source, interval=settings.follow_interval_seconds).run()
-        finally:
-            await store.close()
-
     if args.follow:
-        print(f"following {source.name} every {settings.follow_interval_seconds:g} s")
+        interval = settings.follow_interval_seconds
+        print(f"following {source.name} every {interval:g} s")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(follow())
+            with_store(
+                settings,
+                lambda store: Follower(store, source, interval=interval).run(),
+                migrate=True,
+            )
         return 0
 
-    async def run() -> Result:
-        store = open_store(settings)
-        try:
-            await migrate(store, cluster=settings.clickhouse_cluster)
-            return await run_import(
-                store,
-                source,
-                batch_ids=args.batch_ids,
-                progress=not args.no_progress,
-                tokens=not args.no_tokens,
-            )
-        finally:
-            await store.close()
+    def work(store: Store) -> Awaitable[Result]:
+        return run_import(
+            store,
+            source,
+            batch_ids=args.batch_ids,
+            progress=not args.no_progress,
+            tokens=not args.no_tokens,
+        )
 
     try:
-        result = asyncio.run(run())
+        result = with_store(settings, work, migrate=True)
     except SourceError as exc:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 1

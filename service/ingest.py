@@ -17,9 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
+
+try:
+    import msgspec
+except ImportError:  # an environment installed before the dependency: the reference path
+    msgspec = None  # type: ignore[assignment]
 
 from .columns import LOGS, TOKENS, Column
 from .errors import BadRequest
@@ -287,7 +291,13 @@ _DECODED: dict[str, Any] = {
     "json": str | dict[str, Any] | list[Any] | None,
 }
 # What the fast path gives up on: the reference path then decides (and names the error).
-_NOT_FAST = (msgspec.MsgspecError, RecursionError, OverflowError, TypeError, pa.ArrowException)
+_NOT_FAST: tuple[type[BaseException], ...] = (
+    RecursionError,
+    OverflowError,
+    TypeError,
+    pa.ArrowException,
+    *((msgspec.MsgspecError,) if msgspec is not None else ()),
+)
 
 
 def _row_struct(fields: Sequence[Field]) -> Any:
@@ -295,9 +305,10 @@ def _row_struct(fields: Sequence[Field]) -> Any:
 
 
 _LOG_SHAPE = tuple((f.name, f.kind) for f in LOG_FIELDS)
-_LOG_ROW = _row_struct(LOG_FIELDS)
-_LINE_DECODER = msgspec.json.Decoder(_LOG_ROW)
-_ARRAY_DECODER = msgspec.json.Decoder(list[_LOG_ROW])  # type: ignore[valid-type]
+if msgspec is not None:
+    _LOG_ROW = _row_struct(LOG_FIELDS)
+    _LINE_DECODER = msgspec.json.Decoder(_LOG_ROW)
+    _ARRAY_DECODER = msgspec.json.Decoder(list[_LOG_ROW])  # type: ignore[valid-type]
 
 
 def parse_logs(body: bytes, content_type: str, fields: Sequence[Field], max_rows: int) -> pa.Table:
@@ -306,7 +317,7 @@ def parse_logs(body: bytes, content_type: str, fields: Sequence[Field], max_rows
     :func:`validate`."""
     if tuple((f.name, f.kind) for f in fields) != _LOG_SHAPE:
         raise ValueError("parse_logs takes the log fields (log_fields / log_fields_for)")
-    table = _fast_logs(body, content_type, fields, max_rows)
+    table = _fast_logs(body, content_type, fields, max_rows) if msgspec is not None else None
     if table is None:
         table = log_table(validate(parse_body(body, content_type), fields, max_rows))
     return table

@@ -18,7 +18,6 @@ parts merge, and corrections from history deletes are negative rows (service/del
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -70,16 +69,12 @@ DEFAULT_STAT_TYPE = 2
 RECENT_SECONDS = 60
 
 INTERVALS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+DEFAULT_INTERVAL = "hour"
 # group_by values -> the column (same name in `logs` and `logs_minute`); an allowlist.
-GROUP_KEYS_USER: dict[str, str] = {
-    "model_name": "model_name",
-    "token_name": "token_name",
-    "group": "`group`",
-}
+GROUP_KEYS_USER: dict[str, str] = {k: DIMENSIONS[k] for k in ("model_name", "token_name", "group")}
 GROUP_KEYS_ADMIN: dict[str, str] = {
     **GROUP_KEYS_USER,
-    "username": "username",
-    "channel": "channel_id",
+    **{k: DIMENSIONS[k] for k in ("username", "channel")},
 }
 FIGURES = ("requests", "quota", "prompt_tokens", "completion_tokens")
 
@@ -267,13 +262,41 @@ class Totals:
 
 async def totals(store: Store, flt: LogFilter, lo: Bound, hi: Bound) -> Totals:
     """The four sums over ``[lo, hi)`` and the filter's other conditions, exactly."""
-    pieces = plan_pieces(flt, lo, hi)
-    if not pieces:
-        return Totals()
-    selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
-    sql = f"SELECT {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)})"
-    row = (await store.query(sql, params)).rows[0]
-    return Totals(*(int(value) for value in row))
+    return (await totals_of(store, [(flt, lo, hi)]))[0]
+
+
+Window = tuple[LogFilter, Bound, Bound]
+
+
+def _renamed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
+    """``sql`` with each ``{name:Type}`` placeholder of ``params`` renamed ``{prefix_name:``
+    (placeholder names only; the values stay parameters), so that several windows'
+    statements can share one query."""
+    for name in sorted(params, key=len, reverse=True):
+        sql = sql.replace("{" + name + ":", "{" + prefix + name + ":")
+    return sql, {prefix + name: value for name, value in params.items()}
+
+
+async def totals_of(store: Store, windows: Sequence[Window]) -> list[Totals]:
+    """:func:`totals` of several ``(filter, lo, hi)`` windows in one engine round trip:
+    each window's pieces tagged with its index, summed per window."""
+    selects: list[str] = []
+    params: dict[str, Any] = {}
+    for n, (flt, lo, hi) in enumerate(windows):
+        pieces = plan_pieces(flt, lo, hi)
+        if not pieces:
+            continue
+        own, own_params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
+        for select in own:
+            sql, renamed = _renamed(select, own_params, f"w{n}_")
+            selects.append(sql.replace("SELECT ", f"SELECT {n} AS w, ", 1))
+            params.update(renamed)
+    found: dict[int, Totals] = {}
+    if selects:
+        sql = f"SELECT w, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) GROUP BY w"
+        for w, *row in (await store.query(sql, params)).rows:
+            found[int(w)] = Totals(*(int(value) for value in row))
+    return [found.get(n, Totals()) for n in range(len(windows))]
 
 
 async def bucket_counts(
@@ -296,10 +319,12 @@ async def bucket_counts(
 
 
 def count_bucket(flt: LogFilter) -> int:
-    """The bucket size for :func:`bucket_counts` of a list: hours where a rollup keeps
-    hours for the filter's dimensions (site-wide filters), else days."""
-    hourly = levels(filter_dimensions(flt), HOUR)
-    return HOUR if hourly and hourly[0].grain == HOUR else DAY
+    """The bucket size for :func:`bucket_counts` of a list: whole UTC days. Their counts
+    come from the day rollups (site-wide: a few dozen rows a day) and the edges of the
+    range; the page bounded to the newest days that hold it then reads those days in
+    time order (the ``logs_by_time`` projection, schema/017) and stops after the page,
+    so finer buckets would cost more to count than they save."""
+    return DAY
 
 
 def zone_grain(tz: str, lo: int, hi: int) -> int:
@@ -331,15 +356,12 @@ def stat_filter(flt: LogFilter) -> LogFilter:
     return replace(flt, type=flt.type if flt.type is not None else DEFAULT_STAT_TYPE)
 
 
-async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
-    """``quota``, ``requests`` and the token sums over the filter's time range, and
-    ``rpm``/``tpm`` over the last 60 seconds (the time range ignored). The two windows
-    are separate queries run side by side; neither can blank the other's figures."""
-    flt = stat_filter(flt)
-    in_range, recent = await asyncio.gather(
-        totals(store, flt, *half_open(flt.start, flt.end)),
-        totals(store, flt, int(now) - RECENT_SECONDS, None),
-    )
+def stat_windows(flt: LogFilter, now: float) -> list[Window]:
+    """The two windows of a stat: the filter's range, and the last 60 seconds (rpm/tpm)."""
+    return [(flt, *half_open(flt.start, flt.end)), (flt, int(now) - RECENT_SECONDS, None)]
+
+
+def stat_figures(in_range: Totals, recent: Totals) -> dict[str, int]:
     return {
         "quota": in_range.quota,
         "rpm": recent.requests,
@@ -350,22 +372,49 @@ async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
     }
 
 
-async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[str, int]:
-    """The newer gateway's extra figures of a user's stat: their consume logs of all
-    time and since local midnight in ``tz`` (the request's other filters ignored, as
-    the gateway does)."""
+async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
+    """``quota``, ``requests`` and the token sums over the filter's time range, and
+    ``rpm``/``tpm`` over the last 60 seconds (the time range ignored), in one engine
+    round trip (:func:`totals_of`)."""
+    flt = stat_filter(flt)
+    in_range, recent = await totals_of(store, stat_windows(flt, now))
+    return stat_figures(in_range, recent)
+
+
+def own_windows(user_id: int, now: float, tz: str) -> list[Window]:
+    """The windows of :func:`own_totals`: the user's consume logs of all time and since
+    local midnight in ``tz``."""
     from .usage import local_midnight
 
     flt = LogFilter(user_id=user_id, type=DEFAULT_STAT_TYPE)
-    overall, today = await asyncio.gather(
-        totals(store, flt, None, None), totals(store, flt, local_midnight(now, tz), None)
-    )
+    return [(flt, None, None), (flt, local_midnight(now, tz), None)]
+
+
+def own_figures(overall: Totals, today: Totals) -> dict[str, int]:
     return {
         "total_requests": overall.requests,
         "total_quota": overall.quota,
         "today_requests": today.requests,
         "today_quota": today.quota,
     }
+
+
+async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[str, int]:
+    """The newer gateway's extra figures of a user's stat: their consume logs of all
+    time and since local midnight in ``tz`` (the request's other filters ignored, as
+    the gateway does)."""
+    return own_figures(*await totals_of(store, own_windows(user_id, now, tz)))
+
+
+async def self_stat(
+    store: Store, flt: LogFilter, user_id: int, now: float, tz: str
+) -> dict[str, int]:
+    """A user's stat: :func:`stat` and :func:`own_totals` together, one round trip."""
+    flt = stat_filter(flt)
+    in_range, recent, overall, today = await totals_of(
+        store, [*stat_windows(flt, now), *own_windows(user_id, now, tz)]
+    )
+    return {**stat_figures(in_range, recent), **own_figures(overall, today)}
 
 
 @dataclass(frozen=True)

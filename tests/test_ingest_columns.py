@@ -11,6 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import BadRequest
+from tests.conftest import missing
+
+try:
+    import msgspec  # noqa: F401  (a dependency; the columnar path needs it)
+except ImportError:
+    missing("msgspec is not installed: pip install -e '.[test]'")
 from service.ingest import _fast_logs, log_fields, log_table, parse_body, parse_logs, validate
 
 FIELDS = log_fields(max_content_chars=40, max_text_chars=12, max_created_at=2_000_000_000)

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from service.bulk import arrow_table
 from service.columns import LOGS, TOKENS
-from service.commands import Command
+from service.commands import Command, with_store
 from service.settings import Settings
 
 CHUNK_ROWS = 1 << 18
@@ -694,23 +694,14 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from service.migrate import migrate
-    from service.store import open_store
-
     if args.rows < 1 or args.days < 1 or args.first_id < 1 or args.users < 0:
         print("gatelog: --rows, --days and --first-id must be positive", file=sys.stderr)
         return 2
     spec = Spec(args.rows, args.days, args.seed, args.end, args.first_id, args.users).resolved()
 
-    async def run() -> tuple[int, float]:
-        store = open_store(settings)
-        try:
-            await migrate(store, cluster=settings.clickhouse_cluster)
-            return await write(store, spec, progress=not args.no_progress)
-        finally:
-            await store.close()
-
-    rows, seconds = asyncio.run(run())
+    rows, seconds = with_store(
+        settings, lambda store: write(store, spec, progress=not args.no_progress), migrate=True
+    )
     print(
         f"generated {rows} logs over {spec.days} days ending {spec.end} (seed {spec.seed}, "
         f"{spec.users} users) in {seconds:.1f} s: {rows / max(seconds, 1e-9):,.0f} rows/s"
