@@ -207,7 +207,8 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "interval": query(
             "interval",
             {"type": "string", "enum": list(INTERVALS), "default": stats.DEFAULT_INTERVAL},
-            f"bucket width; buckets are aligned to UTC; at most {settings.max_series_buckets} "
+            "bucket width; hours and days are those of `tz` (local midnights and, in zones "
+            f"offset by a half hour, local hours); at most {settings.max_series_buckets} "
             "buckets over the range, counting one series per group_by value and the total",
         ),
         "group_by_user": query(
@@ -568,9 +569,9 @@ ADMIN_FILTERS = [f.name for f in FILTERS]
 _DIMENSIONS = [f.name for f in FILTERS if f.kind == "text" and not f.admin_only]
 USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
 ADMIN_STAT = [*USER_STAT, "username", "channel"]
-USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]
+USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end", "tz"]
 USER_SERIES += _DIMENSIONS
-ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
+ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end", "tz"]
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
 USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
 ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]

@@ -40,7 +40,8 @@ from .settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: the lane of the current engine work: "write" for ingest's own calls (inserts and
-#: the queries they need, such as the id lease), which then never queue behind reads
+#: the queries they need, such as the id lease), which then never queue behind reads;
+#: "probe" for /readyz, on a thread of its own
 LANE: ContextVar[str] = ContextVar("gatelog_lane", default="read")
 Params = Mapping[str, Any] | None
 
@@ -268,7 +269,7 @@ class ChdbStore(Store):
             with translated():
                 return fn(self._client())
 
-        if kind == "ping":
+        if kind == "ping" or LANE.get() == "probe":
             pool = self._probe_pool
         elif kind == "insert" or LANE.get() == "write":
             pool = self._write_pool

@@ -253,7 +253,9 @@ async def test_ingest_never_queues_behind_busy_engine_threads(
 ) -> None:
     """Every read thread of the embedded engine is taken (as by long queries): an insert
     still completes, on the ingest lane's own threads."""
-    app = create_app(replace(settings, max_concurrent_queries=2), store=store)
+    app = create_app(
+        replace(settings, max_concurrent_queries=2, readyz_cache_seconds=0), store=store
+    )
     async with TestClient(TestServer(app)) as client:  # started: the schema is checked
         release = threading.Event()
         loop = asyncio.get_running_loop()
@@ -266,7 +268,13 @@ async def test_ingest_never_queues_behind_busy_engine_threads(
                 client.post("/api/internal/logs", json=rows, headers=WRITER), BOUND
             )
             assert response.status == 200, await response.text()
-            assert await asyncio.wait_for(store.ping(), BOUND)  # the probe's own thread
+            # Readiness has its own thread and no slot: a busy service is still ready.
+            for slot in range(2):
+                await client.server.app[STORE].gate.read.acquire(f"test{slot}")
+            ready = await asyncio.wait_for(client.get("/readyz"), BOUND)
+            assert ready.status == 200, await ready.text()
+            for slot in range(2):
+                client.server.app[STORE].gate.read.release(f"test{slot}")
         finally:
             release.set()
             await asyncio.gather(*busy)

@@ -52,7 +52,8 @@ def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> Series
     assert interval is not None
     group_by = _group_by(request, admin)
     flt.start, flt.end = start, end
-    return SeriesRequest(start, end, interval, group_by)
+    tz = get_tz(request.query, settings.time_zone)
+    return SeriesRequest(start, end, interval, group_by, tz)
 
 
 async def series_all(request: web.Request) -> web.Response:
