@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .errors import ApiError
+from .errors import ApiError, EngineUnavailable
 from .settings import SettingsError
 
 DEBUG_HINT = "GATELOG_LOG_LEVEL=DEBUG shows the traceback"
@@ -153,6 +153,12 @@ def one_line(command: str, exc: BaseException) -> str:
     """The line a failed command prints: the cause, and what to do about it."""
     if isinstance(exc, SettingsError):
         return f"gatelog: {exc}"
+    if isinstance(exc, EngineUnavailable) and os.environ.get("GATELOG_CLICKHOUSE_URL"):
+        return (
+            f"gatelog: {command}: {exc.message}: check that the ClickHouse server "
+            f"GATELOG_CLICKHOUSE_URL names is running and reachable, and its user and "
+            f"password ({DEBUG_HINT})"
+        )
     if isinstance(exc, ApiError):
         return f"gatelog: {command}: {exc.message} ({DEBUG_HINT})"
     if isinstance(exc, OSError) and exc.strerror:

@@ -82,6 +82,21 @@ class Settings:
     delete_partitions_per_statement: int = 10
     engine_threads: int = 4
     engine_timeout_seconds: float = 30.0
+    # Bounded engine work (docs/limits.md, service/gate.py): each query's time, memory
+    # and answer size are bounded in the engine (0: no bound); engine calls run at most
+    # max_concurrent_queries at once (of one caller at most the per-user share), more
+    # wait in line for the queue timeout, then get 503 (429 past the caller's share);
+    # ingest has its own slots and threads.
+    query_timeout_seconds: float = 30.0
+    query_max_memory_bytes: int = 256 * 1024 * 1024
+    max_answer_bytes: int = 16 * 1024 * 1024
+    max_concurrent_queries: int = 4
+    max_concurrent_queries_per_user: int = 2
+    query_queue_timeout_seconds: float = 5.0
+    max_queued_queries: int = 256
+    max_concurrent_ingests: int = 2
+    ingest_queue_timeout_seconds: float = 30.0
+    max_queued_ingests: int = 256
     # Slow clients: a streamed answer whose client takes longer than this to accept one
     # chunk is cut; a request body not received whole within body_timeout is a 408.
     send_timeout_seconds: float = 30.0
@@ -152,6 +167,22 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return not self.clickhouse_url
+
+
+#: settings of earlier builds that are not read any more, and why
+RETIRED = {
+    "GATELOG_NODE_ID": "each process leases its id node from the engine (docs/ids.md)",
+}
+
+
+def retired_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each retired setting that is still set."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} is not read any more: {why}; remove it"
+        for name, why in RETIRED.items()
+        if env.get(name)
+    ]
 
 
 def _coerce(name: str, type_name: str, raw: str) -> Any:

@@ -18,7 +18,8 @@ parts merge, and corrections from history deletes are negative rows (service/del
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,16 +81,12 @@ DEFAULT_STAT_TYPE = 2
 RECENT_SECONDS = 60
 
 INTERVALS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+DEFAULT_INTERVAL = "hour"
 # group_by values -> the column (same name in `logs` and `logs_minute`); an allowlist.
-GROUP_KEYS_USER: dict[str, str] = {
-    "model_name": "model_name",
-    "token_name": "token_name",
-    "group": "`group`",
-}
+GROUP_KEYS_USER: dict[str, str] = {k: DIMENSIONS[k] for k in ("model_name", "token_name", "group")}
 GROUP_KEYS_ADMIN: dict[str, str] = {
     **GROUP_KEYS_USER,
-    "username": "username",
-    "channel": "channel_id",
+    **{k: DIMENSIONS[k] for k in ("username", "channel")},
 }
 FIGURES = ("requests", "quota", "prompt_tokens", "completion_tokens")
 
@@ -227,11 +224,13 @@ def _selects(
     sums: tuple[str, str],
     key: str | None = None,
     bucket: str | None = None,
+    bucket_of: Callable[[str], str] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """One SELECT per table the pieces read (rollups and the raw edges), each with the
     filter's conditions and its pieces' time ranges; with ``bucket`` (a parameter
     placeholder of the bucket size) and ``key`` (a dimension's column), grouped by
-    bucket and key."""
+    bucket and key. ``bucket_of`` (a time column -> its bucket's start in Unix
+    seconds) replaces the UTC-aligned buckets of ``bucket``."""
     where, params = flt.where(time=False)
     by_table: dict[str, tuple[Rollup | None, list[tuple[Bound, Bound]]]] = {}
     for rollup, lo, hi in pieces:
@@ -246,9 +245,10 @@ def _selects(
         )
         cols = sums[0] if rollup else sums[1]
         tail = ""
-        if bucket is not None:
-            cols = (f"intDiv(toUInt32({column}), {bucket}) * {bucket} AS bucket, "
-                    f"{key or chr(39) * 2} AS key, {cols}")  # fmt: skip
+        if bucket is not None or bucket_of is not None:
+            start = (bucket_of(column) if bucket_of is not None
+                     else f"intDiv(toUInt32({column}), {bucket}) * {bucket}")  # fmt: skip
+            cols = f"{start} AS bucket, {key or chr(39) * 2} AS key, {cols}"
             tail = " GROUP BY bucket, key"
         selects.append(f"SELECT {cols} FROM {table} WHERE {where} AND ({cond}){tail}")
     return selects, params
@@ -438,18 +438,75 @@ class SeriesRequest:
     end: int
     interval: str
     group_by: str | None = None
+    #: the IANA zone whose hours and days the buckets follow
+    tz: str = "UTC"
 
     @property
     def size(self) -> int:
         return INTERVALS[self.interval]
 
     @property
-    def first_bucket(self) -> int:
-        return self.start // self.size * self.size
+    def zoned(self) -> bool:
+        """Buckets follow ``tz`` rather than multiples of their size (a minute is the
+        same minute in every zone: every offset in use is whole minutes)."""
+        return self.tz != "UTC" and self.size != MINUTE
 
     @property
     def bucket_count(self) -> int:
-        return (self.end // self.size * self.size - self.first_bucket) // self.size + 1
+        """At least the number of buckets (exact for UTC-aligned ones), known before the
+        local buckets are listed."""
+        size = self.size
+        return (self.end // size * size - self.start // size * size) // size + 1
+
+    def bucket_starts(self) -> list[int]:
+        """The start of every bucket from the one holding ``start`` to the one holding
+        ``end``, in Unix seconds."""
+        size = self.size
+        if not self.zoned:
+            first = self.start // size * size
+            return list(range(first, self.end // size * size + 1, size))
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(self.tz)
+        starts = [zone_floor(self.start, size, zone)]
+        # Local hours last 30 to 90 minutes and local days 23 or 25 hours around DST
+        # changes (or less when a zone moved): probe in quarter hours, which every
+        # offset change is made of, from well inside the current bucket.
+        ahead = size // 2 if size == HOUR else 20 * HOUR
+        while True:
+            at = starts[-1] + ahead
+            following = zone_floor(at, size, zone)
+            while following <= starts[-1]:
+                at += 15 * MINUTE
+                following = zone_floor(at, size, zone)
+            if following > self.end:
+                return starts
+            starts.append(following)
+
+    def bucket_sql(self, column: str) -> str:
+        """The start of ``column``'s local bucket (needs the ``tz`` parameter)."""
+        function = "toStartOfHour" if self.size == HOUR else "toStartOfDay"
+        return f"toUInt32({function}({column}, {{tz:String}}))"
+
+    def grain(self, lo: int, hi: int) -> int:
+        """The bucket size to choose rollup levels with (:func:`levels`): the interval,
+        or for local buckets the coarsest grain aligned with ``tz`` (:func:`zone_grain`)."""
+        if not self.zoned:
+            return self.size
+        return min(self.size, zone_grain(self.tz, lo, hi))
+
+
+def zone_floor(at: int, size: int, zone: Any) -> int:
+    """The start of the local hour (``size`` HOUR) or day (DAY) of ``zone`` holding the
+    Unix second ``at``."""
+    from datetime import datetime
+
+    local = datetime.fromtimestamp(at, zone)
+    if size == DAY:
+        return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+    offset = local.utcoffset()
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    return at - (at + seconds) % size
 
 
 def check_series(request: SeriesRequest, max_buckets: int) -> None:
@@ -469,19 +526,23 @@ async def series(
     group_keys: dict[str, str],
     max_buckets: int,
 ) -> dict[str, Any]:
-    """Zero-filled buckets of ``request.interval`` (aligned to UTC) from ``start`` to
-    ``end``; the first and last buckets hold only the part of them inside the range.
+    """Zero-filled buckets of ``request.interval`` (the hours and days of ``request.tz``)
+    from ``start`` to ``end``; the first and last buckets hold only the part of them
+    inside the range.
     With ``group_by``, also one series per value of that column, largest first."""
     check_series(request, max_buckets)
     flt = stat_filter(flt)
     key = group_keys[request.group_by] if request.group_by else None
-    pieces = plan_pieces(flt, *half_open(request.start, request.end), request.group_by,
-                         request.size)  # fmt: skip
+    lo, hi = half_open(request.start, request.end)
+    assert lo is not None and hi is not None
+    pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:
+        zoned = request.bucket_sql if request.zoned else None
         selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), key,
-                                   "{bucket_size:UInt32}")  # fmt: skip
+                                   "{bucket_size:UInt32}", zoned)  # fmt: skip
         params["bucket_size"] = request.size
+        params["tz"] = request.tz
         sql = (
             f"SELECT bucket, key, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) "
             # cells whose rows a history delete took out net to zero: not a group
@@ -491,20 +552,25 @@ async def series(
     return _shape_series(request, rows, max_buckets)
 
 
-def _zero_buckets(request: SeriesRequest) -> list[dict[str, int]]:
-    return [
-        {"timestamp": request.first_bucket + i * request.size, **dict.fromkeys(FIGURES, 0)}
-        for i in range(request.bucket_count)
-    ]
+def _zero_buckets(starts: Sequence[int]) -> list[dict[str, int]]:
+    return [{"timestamp": start, **dict.fromkeys(FIGURES, 0)} for start in starts]
 
 
 def _shape_series(
     request: SeriesRequest, rows: Sequence[tuple[Any, ...]], max_buckets: int
 ) -> dict[str, Any]:
-    total = _zero_buckets(request)
+    starts = request.bucket_starts()
+    if len(starts) > max_buckets:  # local days and hours: a DST hour or a moved zone
+        raise InvalidParameter(
+            "interval",
+            f"{len(starts)} buckets of one {request.interval} is more than the limit of "
+            f"{max_buckets}; choose a longer interval or a shorter range",
+        )
+    total = _zero_buckets(starts)
     per_key: dict[Any, list[dict[str, int]]] = {}
     for bucket, key, *figures in rows:
-        index = (int(bucket) - request.first_bucket) // request.size
+        # the bucket whose start is the latest at or before the row's bucket start
+        index = bisect_right(starts, int(bucket)) - 1
         if not 0 <= index < len(total):  # pragma: no cover - the range condition excludes it
             continue
         targets = [total[index]]
@@ -518,7 +584,7 @@ def _shape_series(
                         f"total) is more than the limit of {max_buckets} buckets; filter, "
                         "choose a longer interval or a shorter range",
                     )
-                per_key[key] = _zero_buckets(request)
+                per_key[key] = _zero_buckets(starts)
             targets.append(per_key[key][index])
         for target in targets:
             for name, value in zip(FIGURES, figures, strict=True):

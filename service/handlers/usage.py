@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import BadRequest, InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
-from ..params import MAX_TIMESTAMP, get_int, get_str
+from ..params import FILTER, get_str
 from ..usage import SELF_MAX_SPAN, SELF_SPAN_MESSAGE, get_tz, usage_rows
 from ..web import ok
-from . import principal
+from . import Audience, principal
 
 #: without start_timestamp, the day before the end (new-api's UI always sends both)
 DEFAULT_SPAN = 86400
@@ -20,8 +19,8 @@ DEFAULT_SPAN = 86400
 def _range(request: web.Request) -> tuple[int, int]:
     # `default_time` is sent by the gateway's UI and ignored, as the gateway does.
     # 0 is "not given", as on every other endpoint
-    end = get_int(request.query, "end_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
-    start = get_int(request.query, "start_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
+    end = FILTER["end_timestamp"].number(request.query)
+    start = FILTER["start_timestamp"].number(request.query)
     if end is None:
         end = max(int(request.app[CLOCK]()), start or 0)
     if start is None:
@@ -31,22 +30,18 @@ def _range(request: web.Request) -> tuple[int, int]:
     return start, end
 
 
-async def data_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
+async def usage_data(request: web.Request, audience: Audience) -> web.Response:
+    """Every user's rows (optionally one ``username``'s) for admins; a user's own, over
+    at most ``SELF_MAX_SPAN``, for a user."""
+    who = await principal(request, audience.role)
     settings = request.app[SETTINGS]
     start, end = _range(request)
-    tz = get_tz(request.query, settings.time_zone)
-    username = get_str(request.query, "username", settings)
-    rows = await usage_rows(request.app[STORE], start, end, tz, username=username)
-    return ok(rows)
-
-
-async def data_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    settings = request.app[SETTINGS]
-    start, end = _range(request)
-    if end - start > SELF_MAX_SPAN:
+    if audience.user_view and end - start > SELF_MAX_SPAN:
         raise BadRequest(SELF_SPAN_MESSAGE)
     tz = get_tz(request.query, settings.time_zone)
-    rows = await usage_rows(request.app[STORE], start, end, tz, user_id=who.user_id)
+    if audience.admin:
+        username = get_str(request.query, "username", settings)
+        rows = await usage_rows(request.app[STORE], start, end, tz, username=username)
+    else:
+        rows = await usage_rows(request.app[STORE], start, end, tz, user_id=who.user_id)
     return ok(rows)
