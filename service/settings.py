@@ -42,6 +42,8 @@ class Settings:
     # Follow a gateway database (an import URL) from `serve`.
     follow_from: str | None = None
     follow_interval_seconds: float = 2.0
+    # The longest time between two reads of the gateway's tokens table while following.
+    follow_tokens_interval_seconds: float = 30.0
     # The zone of "today" and the default `tz` of series and /api/data.
     time_zone: str = "UTC"
     # HTTP.
