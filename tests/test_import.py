@@ -489,6 +489,10 @@ def test_sqlite_columnar_reader_reads_what_sqlite3_reads(tmp_path: Path, source_
     # Log windows come through SQLite's ADBC driver (Arrow columns); the same SQL through
     # the standard library's rows must give the same table, awkward rows and numbers
     # stored in text columns included.
+    try:
+        import adbc_driver_sqlite  # noqa: F401
+    except ImportError:
+        missing("adbc-driver-sqlite is not installed: pip install -e '.[test]'")
     logs, tokens = source_data
     odd = {**awkward_logs(10**6)[0], "id": 2 * 10**6, "username": 12345, "other": 7.5}
     url = sqlite_source(tmp_path / "one-api.db", [*logs, odd], tokens)
