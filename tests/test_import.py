@@ -18,14 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.store import ChdbStore
-from tests import dbservers
-from tests.conftest import missing, truncate_all
-from tests.expected import ADMIN_FIELDS, token_by_key
-from tools.bench import newapi
-from tools.bulk import insert_table
-from tools.generate import Spec, World, token_key
-from tools.importer import (
+from service.bulk import insert_table
+from service.importer import (
     Progress,
     Source,
     SourceError,
@@ -36,6 +30,12 @@ from tools.importer import (
     to_engine,
     write_progress,
 )
+from service.store import ChdbStore
+from tests import dbservers
+from tests.conftest import missing, truncate_all
+from tests.expected import ADMIN_FIELDS, token_by_key
+from tools.bench import newapi
+from tools.generate import Spec, World, token_key
 
 END = 1_764_000_000
 SEED = 7
