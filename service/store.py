@@ -80,14 +80,20 @@ class Rows:
 
 
 def translate(exc: BaseException) -> Exception:
-    """Map a driver exception onto the project's own error types."""
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | asyncio.TimeoutError):
-        return EngineUnavailable("the log engine is unavailable, retry later")
+    """Map a driver exception onto the project's own error types.
+
+    The engine's error code decides when there is one: an error a server writes into a
+    stream it had started (clickhouse-connect raises it as an OperationalError) means what
+    its code means; an OperationalError without a code is the transport failing."""
     code = getattr(exc, "code", None)
     if code in UNAVAILABLE_CODES:
         return EngineUnavailable("the log engine is overloaded or unavailable, retry later")
     if code in BAD_DATA_CODES:
         return BadRequest("the engine rejected a value: it does not fit its column type")
+    if code is None and isinstance(exc, OperationalError):
+        return EngineUnavailable("the log engine is unavailable, retry later")
+    if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return EngineUnavailable("the log engine is unavailable, retry later")
     text = str(exc)
     if "EmbeddedServer" in text or "Connection refused" in text or "Cannot connect" in text:
         return EngineUnavailable("the log engine is unavailable, retry later")
