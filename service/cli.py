@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
-from .commands import Command, discovered, missing_hint
+from .commands import Command, discovered, missing_hint, with_store
 from .settings import Settings, SettingsError
 
 
@@ -44,16 +43,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from .migrate import migrate
-    from .store import open_store
 
-    async def run() -> list[str]:
-        store = open_store(settings)
-        try:
-            return await migrate(store, cluster=settings.clickhouse_cluster)
-        finally:
-            await store.close()
-
-    applied = asyncio.run(run())
+    applied = with_store(
+        settings, lambda store: migrate(store, cluster=settings.clickhouse_cluster)
+    )
     print("applied: " + (", ".join(applied) if applied else "nothing (schema is current)"))
     return 0
 

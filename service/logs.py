@@ -11,32 +11,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .columns import ADMIN_FIELDS as ADMIN_FIELDS
+from .columns import TOKEN_VIEW
+from .columns import USER_FIELDS as USER_FIELDS
+from .columns import select_list as select_list
 from .params import LogFilter, Page, like_escape
 from .stats import bucket_counts, count_bucket, half_open, rollup_serves
 from .store import Store
 
-ADMIN_FIELDS: tuple[str, ...] = (
-    "id", "user_id", "created_at", "type", "content", "username", "token_name",
-    "model_name", "quota", "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-    "channel_id", "channel_name", "token_id", "group", "ip", "request_id", "other",
-)  # fmt: skip
-# Users never see which upstream channel served them.
-USER_FIELDS: tuple[str, ...] = tuple(
-    f for f in ADMIN_FIELDS if f not in ("channel_id", "channel_name")
-)
-TOKEN_FIELDS: tuple[str, ...] = (
-    "id", "type", "content", "model_name", "quota", "created_at", "token_name",
-    "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-)  # fmt: skip
+TOKEN_FIELDS = TOKEN_VIEW
 # Keys of `other` that only admins see (the gateway's formatUserLogs, and audit data).
 ADMIN_ONLY_OTHER_KEYS = ("admin_info", "reject_reason", "audit_info")
 
-_EXPRESSIONS = {"created_at": "toUnixTimestamp(created_at)", "group": "`group`"}
 ORDER = "ORDER BY created_at DESC, id DESC"
-
-
-def select_list(fields: Sequence[str]) -> str:
-    return ", ".join(_EXPRESSIONS.get(name, name) for name in fields)
 
 
 def scrub_other(raw: str) -> str:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import __version__, logs
+from .columns import LOGS
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
 from .params import LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP
 from .settings import Settings
@@ -25,15 +26,15 @@ INT: Schema = {"type": "integer"}
 STR: Schema = {"type": "string"}
 # Types of the log fields as the API returns them (created_at in Unix seconds).
 _ITEM_TYPES: dict[str, Schema] = {
-    "id": INT, "user_id": INT, "created_at": INT, "type": INT, "content": STR,
-    "username": STR, "token_name": STR, "model_name": STR, "quota": INT,
-    "prompt_tokens": INT, "completion_tokens": INT, "use_time": INT,
-    "is_stream": {"type": "boolean"}, "channel_id": INT, "channel_name": STR,
-    "channel": {**INT, "description": "the channel id again, under the name the gateway's "
-                "own UI reads"},
-    "token_id": INT, "group": STR, "ip": STR, "request_id": STR,
-    "other": {"type": "string", "description": "JSON text (pricing ratios, timings, ...)"},
-}  # fmt: skip
+    **{
+        c.name: {"type": c.api_type, **({"description": c.description} if c.description else {})}
+        for c in LOGS
+    },
+    "channel": {
+        **INT,
+        "description": "the channel id again, under the name the gateway's own UI reads",
+    },
+}
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
 MY_STAT_FIELDS = ("total_requests", "total_quota", "today_requests", "today_quota")
 SERIES_FIELDS = ("requests", "quota", "prompt_tokens", "completion_tokens")
@@ -192,6 +193,9 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "group": query("group", text, "exact group"),
         "request_id": query("request_id", text, "exact request id"),
+        "upstream_request_id": query(
+            "upstream_request_id", text, "exact request id of the upstream provider"
+        ),
         "keyword": query(
             "keyword",
             text,
@@ -567,9 +571,9 @@ def _operation(
 
 
 USER_FILTERS = ["type", "start_timestamp", "end_timestamp", "token_name", "model_name"]
-USER_FILTERS += ["group", "request_id"]
+USER_FILTERS += ["group", "request_id", "upstream_request_id"]
 ADMIN_FILTERS = [*USER_FILTERS, "username", "channel"]
-_DIMENSIONS = ["token_name", "model_name", "group", "request_id"]
+_DIMENSIONS = ["token_name", "model_name", "group", "request_id", "upstream_request_id"]
 USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
 ADMIN_STAT = [*USER_STAT, "username", "channel"]
 USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]

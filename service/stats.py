@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .columns import DIMENSIONS
 from .errors import InvalidParameter
 from .params import MAX_TIMESTAMP, LogFilter
 from .store import Store
@@ -50,11 +51,7 @@ class Rollup:
 
 
 #: filter/group-by names -> column (same in `logs` and in each rollup); an allowlist
-DIMENSION_COLUMNS = {
-    "user_id": "user_id", "type": "type", "username": "username",
-    "token_name": "token_name", "model_name": "model_name", "channel": "channel_id",
-    "group": "`group`",
-}  # fmt: skip
+DIMENSION_COLUMNS = DIMENSIONS
 DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
 _EVERY = frozenset(DIMENSION_COLUMNS)
 _SITE = frozenset({"type", "model_name", "channel", "group"})
@@ -146,7 +143,12 @@ def split_range(lo: Bound, hi: Bound, rollup: bool = True) -> Split:
 
 def rollup_serves(flt: LogFilter) -> bool:
     """True when every condition of ``flt`` is on a rollup dimension."""
-    return flt.request_id is None and flt.token_id is None and not flt.extra
+    return (
+        flt.request_id is None
+        and flt.upstream_request_id is None
+        and flt.token_id is None
+        and not flt.extra
+    )
 
 
 def filter_dimensions(flt: LogFilter, group_by: str | None = None) -> frozenset[str]:

@@ -86,7 +86,7 @@ def awkward_logs(first_id: int) -> list[dict[str, Any]]:
                 "group": [None, "default", "vip", "企业"][i % 4],
                 "ip": None if i % 2 else "10.0.0.1",
                 "request_id": text,
-                "upstream_request_id": None,
+                "upstream_request_id": None if i % 2 else f"up-{text}",
                 "other": '{"admin_info":{"use_channel":["1"]},"frt":12}' if i % 2 else text,
             }
         )
@@ -143,7 +143,8 @@ def expected_row(row: dict[str, Any], channels: dict[int, str]) -> tuple[Any, ..
         text("username"), text("token_name"), text("model_name"), num("quota"),
         num("prompt_tokens"), num("completion_tokens"), use_time, bool(row.get("is_stream")),
         num("channel_id"), channels.get(num("channel_id"), text("channel_name")),
-        num("token_id"), text("group"), text("ip"), text("request_id"), text("other"),
+        num("token_id"), text("group"), text("ip"), text("request_id"),
+        text("upstream_request_id"), text("other"),
     )  # fmt: skip
 
 
