@@ -13,17 +13,19 @@ import hashlib
 import json
 from typing import Any
 
-# The admin log item, in the API's order (spec/log-api.md, contract "Ingest").
+# The admin log item, in the API's order (spec/log-api.md, contract "Ingest"; the newer
+# gateway's upstream_request_id, spec/newapi-compat.md).
 ADMIN_FIELDS = (
     "id", "user_id", "created_at", "type", "content", "username", "token_name",
     "model_name", "quota", "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-    "channel_id", "channel_name", "token_id", "group", "ip", "request_id", "other",
+    "channel_id", "channel_name", "token_id", "group", "ip", "request_id",
+    "upstream_request_id", "other",
 )  # fmt: skip
 # The user's view: the same without the upstream channel (id and name).
 USER_FIELDS = (
     "id", "user_id", "created_at", "type", "content", "username", "token_name",
     "model_name", "quota", "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-    "token_id", "group", "ip", "request_id", "other",
+    "token_id", "group", "ip", "request_id", "upstream_request_id", "other",
 )  # fmt: skip
 # The public token lookup: no user, channel, group, ip or `other` at all.
 TOKEN_FIELDS = (
