@@ -19,6 +19,7 @@ from ..ingest import (
     validate,
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
+from ..store import LANE
 from ..tokenhash import hash_key
 from ..web import ok
 
@@ -28,6 +29,7 @@ def _writer(request: web.Request) -> None:
     if who is None:  # pragma: no cover - authenticate raises instead
         raise Unauthorized("missing credentials")
     require_scope(who, SCOPE_WRITE)
+    LANE.set("write")  # this request's engine work goes in the ingest lane (service/gate.py)
 
 
 async def ingest_logs(request: web.Request) -> web.Response:
