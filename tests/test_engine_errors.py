@@ -58,8 +58,13 @@ OUR_BUG = {
     43: "ILLEGAL_TYPE_OF_ARGUMENT",
     1001: "STD_EXCEPTION",
 }
+# An answer larger than the configured bound (max_result_bytes): the caller asks for less.
+TOO_LARGE = {396: "TOO_MANY_ROWS_OR_BYTES"}
 EXPECTED = (
-    dict.fromkeys(UNAVAILABLE, 503) | dict.fromkeys(BAD_VALUE, 400) | dict.fromkeys(OUR_BUG, 500)
+    dict.fromkeys(UNAVAILABLE, 503)
+    | dict.fromkeys(BAD_VALUE, 400)
+    | dict.fromkeys(TOO_LARGE, 400)
+    | dict.fromkeys(OUR_BUG, 500)
 )
 # The statements of a list page and of an export's windows (clickhouse-connect adds the
 # FORMAT clause); the export's carry no LIMIT.
