@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -81,6 +82,7 @@ BOUND_MESSAGES = {
     241: "the query needed more memory than a query may use (GATELOG_QUERY_MAX_MEMORY_BYTES); "
     + _NARROW,
 }
+_CODE_IN_TEXT = re.compile(r"\bCode: (\d+)\.")
 TOO_MANY_BYTES = 396  # TOO_MANY_ROWS_OR_BYTES: max_result_bytes, set on queries only
 ANSWER_TOO_LARGE = (
     "the answer would be larger than an answer may be (GATELOG_MAX_ANSWER_BYTES): ask for "
@@ -107,6 +109,9 @@ def translate(exc: BaseException) -> Exception:
     stream it had started (clickhouse-connect raises it as an OperationalError) means what
     its code means; an OperationalError without a code is the transport failing."""
     code = getattr(exc, "code", None)
+    if code is None:  # an error met mid-stream carries its code in the text only
+        found = _CODE_IN_TEXT.search(str(exc))
+        code = int(found.group(1)) if found and int(found.group(1)) in BOUND_MESSAGES else None
     if code in BOUND_MESSAGES:
         return EngineUnavailable(BOUND_MESSAGES[code])
     if code == TOO_MANY_BYTES:
