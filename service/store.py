@@ -107,21 +107,27 @@ class Rows:
 
 
 def translate(exc: BaseException) -> Exception:
-    """Map a driver exception onto the project's own error types."""
+    """Map a driver exception onto the project's own error types.
+
+    The engine's error code decides when there is one: an error a server writes into a
+    stream it had started (clickhouse-connect raises it as an OperationalError) means what
+    its code means; an OperationalError without a code is the transport failing."""
     code = getattr(exc, "code", None)
     if code is None:  # an error met mid-stream carries its code in the text only
         found = _CODE_IN_TEXT.search(str(exc))
         code = int(found.group(1)) if found and int(found.group(1)) in BOUND_MESSAGES else None
     if code in BOUND_MESSAGES:
         return EngineUnavailable(BOUND_MESSAGES[code])
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | asyncio.TimeoutError):
-        return EngineUnavailable("the log engine is unavailable, retry later")
     if code == TOO_MANY_BYTES:
         return BadRequest(ANSWER_TOO_LARGE)
     if code in UNAVAILABLE_CODES:
         return EngineUnavailable("the log engine is overloaded or unavailable, retry later")
     if code in BAD_DATA_CODES:
         return BadRequest("the engine rejected a value: it does not fit its column type")
+    if code is None and isinstance(exc, OperationalError):
+        return EngineUnavailable("the log engine is unavailable, retry later")
+    if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return EngineUnavailable("the log engine is unavailable, retry later")
     text = str(exc)
     if "EmbeddedServer" in text or "Connection refused" in text or "Cannot connect" in text:
         return EngineUnavailable("the log engine is unavailable, retry later")

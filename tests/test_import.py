@@ -30,11 +30,10 @@ from service.importer import (
     to_engine,
     write_progress,
 )
-from service.logs import ADMIN_FIELDS, find_token
 from service.store import ChdbStore
-from service.tokenhash import hash_key
 from tests import dbservers
 from tests.conftest import missing, truncate_all
+from tests.expected import ADMIN_FIELDS, token_by_key
 from tools.bench import newapi
 from tools.generate import Spec, World, token_key
 
@@ -183,7 +182,7 @@ async def assert_tokens(store: ChdbStore, tokens: list[tuple[Any, ...]]) -> None
     count = (await store.query("SELECT count() FROM tokens FINAL")).scalar()
     assert count == len(tokens)
     for tid, user, key, status, name, *_rest, deleted in tokens[:40]:
-        found = await find_token(store, hash_key("sk-" + key))
+        found = await token_by_key(store, key)
         assert found is not None, tid
         assert (found["id"], found["user_id"], found["name"]) == (tid, user, name)
         assert found["status"] == (2 if deleted else status)
@@ -321,7 +320,7 @@ def test_one_api_database_without_newer_columns(store: ChdbStore, tmp_path: Path
     assert result.logs == len(legacy) and result.tokens == 1
     # elapsed_time is milliseconds; use_time seconds (whole, rounded down)
     run(assert_imported_exactly(store, legacy, channels=False))
-    found = run(find_token(store, hash_key(key)))
+    found = run(token_by_key(store, key))
     assert found is not None and found["name"] == "legacy"
 
 
