@@ -44,6 +44,9 @@ class Rollup:
     time: str
     grain: int
     dims: frozenset[str]
+    #: partitioned by month (``toYYYYMM``), not by day: whole days are deleted from it by
+    #: negated rows (service/deletion.py), not by dropping partitions
+    by_month: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -56,12 +59,20 @@ DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
 _EVERY = frozenset(DIMENSION_COLUMNS)
 _SITE = frozenset({"type", "model_name", "channel", "group"})
 #: every rollup, coarsest level first and, within a level, smallest first (schema/003,
-#: 010-015); logs_minute serves every filter a rollup can serve.
+#: 010-011, 019-022); logs_minute serves every filter a rollup can serve.
 ROLLUPS: tuple[Rollup, ...] = (
-    Rollup("logs_day_site", "day", DAY, _SITE),
-    Rollup("logs_day", "day", DAY, _EVERY),
+    Rollup("logs_day_site_m", "day", DAY, _SITE, by_month=True),
+    Rollup("logs_day_m", "day", DAY, _EVERY, by_month=True),
     Rollup("logs_hour_site", "hour", HOUR, _SITE),
     Rollup(ROLLUP, "minute", MINUTE, _EVERY),
+)
+#: day levels partitioned by day (schema/012-015), superseded by the month-partitioned
+#: ones above (schema/019-022: a range of N days reads one or two parts, not N): no longer
+#: read, still fed by their views and kept exact by deletes (service/deletion.py), since
+#: the schema cannot drop them on a cluster (service/cluster.py renders no DROP)
+RETIRED: tuple[Rollup, ...] = (
+    Rollup("logs_day_site", "day", DAY, _SITE),
+    Rollup("logs_day", "day", DAY, _EVERY),
 )
 #: the type a stat or series counts when the request names none (or 0): consumption,
 #: as the gateway's own stat does (it ignores `type` altogether).
@@ -326,7 +337,7 @@ def count_bucket(flt: LogFilter) -> int:
     """The bucket size for :func:`bucket_counts` of a list: whole UTC days. Their counts
     come from the day rollups (site-wide: a few dozen rows a day) and the edges of the
     range; the page bounded to the newest days that hold it then reads those days in
-    time order (the ``logs_by_time`` projection, schema/017) and stops after the page,
+    time order (the ``logs_by_time_sums`` projection, schema/023) and stops after the page,
     so finer buckets would cost more to count than they save."""
     return DAY
 
@@ -523,7 +534,10 @@ async def series(
     flt = stat_filter(flt)
     key = group_keys[request.group_by] if request.group_by else None
     lo, hi = half_open(request.start, request.end)
-    assert lo is not None and hi is not None
+    # An end at the last representable second leaves the range open; a series needs a
+    # last bucket, and no row can be stored that late (ingest refuses the future).
+    hi = MAX_TIMESTAMP if hi is None else hi
+    assert lo is not None
     pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:
