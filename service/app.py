@@ -14,6 +14,7 @@ from .auth import Authenticator
 from .deletion import DeleteGuard
 from .errors import EngineUnavailable
 from .gateway_auth import GatewayAuth
+from .headers import install_parser_errors, on_prepare
 from .ingest import IdGenerator
 from .keys import (
     AUTH,
@@ -63,6 +64,7 @@ def create_app(
     app[CLOCK] = clock or time.time
     settings.check_gateway()
     settings.check_time_zone()
+    settings.check_ingest_bounds()
     if settings.gateway_url:
         app[GATEWAY] = GatewayAuth(
             settings.gateway_url,
@@ -77,6 +79,8 @@ def create_app(
     app[METRICS] = Metrics()
     app[READY_CACHE] = {}
     app.on_response_prepare.append(stamp_request_id)
+    app.on_response_prepare.append(on_prepare)
+    install_parser_errors()
     app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_engine(store))
     if settings.retention_days:

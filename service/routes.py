@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp_cors
 from aiohttp import web
 
 from .handlers import dashboard, export, history, ingest, logs, ops, stats, usage
-from .keys import SETTINGS
+from .headers import TOKEN_PATH, preflight
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/log/search", logs.search_all),
             web.get("/api/log/self/search", logs.search_self),
             web.delete("/api/log/", history.delete_history),
+            web.delete("/api/log/future", history.delete_future),
             web.get("/api/log/stat", stats.stat_all),
             web.get("/api/log/self/stat", stats.stat_self),
             web.get("/api/log/series", stats.series_all),
@@ -41,16 +41,7 @@ def setup_routes(app: web.Application) -> None:
             web.get("/dashboard/assets/{name}", dashboard.asset),
         ]
     )
-    # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).
-    cors = aiohttp_cors.setup(app)
-    origins = app[SETTINGS].cors_origins
-    token_route = app.router.add_get("/api/log/token", logs.by_token)
-    cors.add(
-        token_route,
-        {
-            origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
-                allow_credentials=False, expose_headers=("X-Request-Id",), allow_headers="*"
-            )
-            for origin in origins
-        },
-    )
+    # The public token lookup is the only cross-origin route (service.headers: CORS
+    # headers on every answer of it, errors included, and its preflight).
+    app.router.add_get(TOKEN_PATH, logs.by_token)
+    app.router.add_route("OPTIONS", TOKEN_PATH, preflight)
