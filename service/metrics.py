@@ -10,7 +10,7 @@ embedders can build many apps), served at ``/metrics``.
 - ``gatelog_ingested_rows_total{kind}``: rows acknowledged by ingest, ``logs`` or
   ``tokens`` (a retried batch counts again; it is stored once).
 - ``gatelog_deleted_rows_total{source}``: log rows deleted, ``api`` (``DELETE
-  /api/log/``) or ``retention``.
+  /api/log/``), ``retention`` or ``future`` (``DELETE /api/log/future``).
 - ``gatelog_errors_total{kind}``: error answers, by :data:`ERROR_KINDS`.
 
 Other modules report through the app's :class:`Metrics` (``request.app[METRICS]``):
@@ -38,7 +38,7 @@ ERROR_KINDS: dict[int, str] = {
 }
 ENGINE_ERROR = "engine_error"
 INGEST_KINDS = ("logs", "tokens")
-DELETE_SOURCES = ("api", "retention")
+DELETE_SOURCES = ("api", "retention", "future")
 ENGINE_KINDS = ("query", "command", "insert", "stream")
 # Request latency: from sub-millisecond probes to long exports.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

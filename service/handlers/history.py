@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from ..auth import ROLE_ADMIN
-from ..deletion import delete_before
+from ..deletion import delete_before, delete_from
 from ..errors import BadRequest
 from ..keys import CLOCK, DELETE_GUARD, METRICS, SETTINGS, STORE
 from ..params import MAX_TIMESTAMP, get_raw
@@ -43,4 +43,23 @@ async def delete_history(request: web.Request) -> web.Response:
         )
     )
     request.app[METRICS].rows_deleted(result.deleted)
+    return ok(result.deleted)
+
+
+async def delete_future(request: web.Request) -> web.Response:
+    """``DELETE /api/log/future`` (admin): remove every log dated later than ingest
+    accepts now (now + GATELOG_INGEST_CLOCK_SKEW_SECONDS), such as rows of the year 2100
+    stored before ingest bounded ``created_at``; answers how many were removed."""
+    await principal(request, ROLE_ADMIN)
+    settings = request.app[SETTINGS]
+    cutoff = int(request.app[CLOCK]()) + settings.ingest_clock_skew_seconds + 1
+    result = await asyncio.shield(
+        delete_from(
+            request.app[STORE],
+            cutoff,
+            request.app[DELETE_GUARD],
+            settings.delete_partitions_per_statement,
+        )
+    )
+    request.app[METRICS].rows_deleted(result.deleted, source="future")
     return ok(result.deleted)

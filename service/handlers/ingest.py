@@ -43,8 +43,8 @@ async def ingest_logs(request: web.Request) -> web.Response:
     assert isinstance(ids, IdGenerator)
     # A batch holding logs older than a running history delete's target waits for it,
     # so the delete's count and the rollup stay exact (service/deletion.py).
-    oldest = min(row[LOG_COLUMNS.index("created_at")] for row in rows)
-    async with request.app[DELETE_GUARD].admit(oldest):
+    created = [row[LOG_COLUMNS.index("created_at")] for row in rows]
+    async with request.app[DELETE_GUARD].admit(min(created), max(created)):
         stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
     request.app[METRICS].rows_ingested("logs", stored)
     return ok(stored)
