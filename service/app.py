@@ -15,7 +15,7 @@ from .deletion import DeleteGuard
 from .errors import EngineUnavailable
 from .gateway_auth import GatewayAuth
 from .headers import install_parser_errors, on_prepare
-from .ingest import IdGenerator
+from .ids import NodeIds
 from .keys import (
     AUTH,
     CLOCK,
@@ -60,7 +60,7 @@ def create_app(
     app[TOKEN_LIMITER] = RateLimiter(
         settings.token_lookup_rate, trusted=parse_networks(settings.trusted_proxies)
     )
-    app[IDS] = IdGenerator(settings.node_id)
+    app[IDS] = NodeIds(lambda: app[STORE])
     app[CLOCK] = clock or time.time
     settings.check_gateway()
     settings.check_time_zone()
@@ -93,8 +93,7 @@ def create_app(
 
 def _follow(url: str):  # type: ignore[no-untyped-def]
     """``GATELOG_FOLLOW_FROM``: keep importing the gateway's database in the background."""
-    from tools.importer import SourceError, parse_source
-
+    from .importer import SourceError, parse_source
     from .settings import SettingsError
 
     try:
@@ -168,6 +167,7 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
                 await store.close()
             raise
         yield
+        await app[IDS].close()
         if retry is not None:
             retry.cancel()
             await asyncio.gather(retry, return_exceptions=True)

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .commands import COMMANDS, command
+from .commands import Command, discovered, missing_hint
 from .settings import Settings, SettingsError
 
 
@@ -87,81 +87,50 @@ def _token_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
 
 
-command("serve", "start the HTTP service", _serve_args)(cmd_serve)
-command("migrate", "apply schema/ and exit", lambda p: None)(cmd_migrate)
-command("token", "print a signed bearer token", _token_args)(cmd_token)
+SERVE = Command("serve", "start the HTTP service", cmd_serve, _serve_args)
+MIGRATE = Command("migrate", "apply schema/ and exit", cmd_migrate)
+TOKEN = Command("token", "print a signed bearer token", cmd_token, _token_args)
 
 
-#: where subcommands beside the core ones live: the service's own (retention) and the
-#: tools package's, whose optional dependencies may be missing in a serving install
-_PLUGINS = ("service.retention", "tools.importer", "tools.generate", "tools.benchcli")
-#: the tools extra: what import, generate and bench need beyond the server
-TOOLS_EXTRA = ("numpy", "tqdm")
-TOOLS_HINT = "pip install 'gatelog[tools]'"
+def commands() -> dict[str, Command]:
+    """The service's own subcommands, then those other packages register (generate, bench)."""
+    from .importer import COMMAND as IMPORT
+    from .retention import COMMAND as RETENTION
+
+    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT)}
+    for extra in discovered():
+        found.setdefault(extra.name, extra)
+    return found
 
 
-def _missing_tool(name: str) -> str | None:
-    """The tools-extra package an ImportError is about, if it is one."""
-    root = (name or "").split(".")[0]
-    return root if root in TOOLS_EXTRA else None
-
-
-def _load_plugins() -> None:
-    """Subcommands that live in their own modules register themselves on import. A tool
-    whose extra is not installed still gets its name in ``--help``, and says how to fix it."""
-    import importlib
-
-    for module in _PLUGINS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            missing = _missing_tool(exc.name or "")
-            if missing is None:
-                raise
-            _unavailable(module.rsplit(".", 1)[1], missing)
-
-
-def _unavailable(module: str, missing: str) -> None:
-    name = {"importer": "import", "benchcli": "bench"}.get(module, module)
-
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        print(f"gatelog: {name} needs {missing} (the tools extra): {TOOLS_HINT}", file=sys.stderr)
-        return 2
-
-    def configure(p: argparse.ArgumentParser) -> None:
-        p.add_argument("args", nargs=argparse.REMAINDER, help=f"needs {TOOLS_HINT}")
-
-    command(name, f"(needs {TOOLS_HINT})", configure)(run)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    _load_plugins()
+def build_parser(table: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    table = commands() if table is None else table
     parser = argparse.ArgumentParser(
         prog="python -m service",
         description="gatelog: the log backend of an LLM API gateway, on ClickHouse",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, _fn, configure) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+    for name, command in table.items():
+        command.configure(sub.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    table = commands()
+    parser = build_parser(table)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not table[args.command].takes_any:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = Settings.from_env()
         _setup_logging(settings)
-        return COMMANDS[args.command][1](args, settings)
+        return table[args.command].run(args, settings)
     except SettingsError as exc:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        missing = _missing_tool(exc.name or "")
-        if missing is None:
+        hint = missing_hint(exc)
+        if hint is None:
             raise
-        print(
-            f"gatelog: {args.command} needs {missing} (the tools extra): {TOOLS_HINT}",
-            file=sys.stderr,
-        )
+        print(f"gatelog: {args.command} needs {hint}", file=sys.stderr)
         return 2

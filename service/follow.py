@@ -1,7 +1,7 @@
 """Follow a gateway's database: keep importing its new logs (``GATELOG_FOLLOW_FROM`` in
 ``serve``, or ``import --from URL --follow`` as its own process).
 
-Each poll is a resumable import (:func:`tools.importer.run_import`): it continues after
+Each poll is a resumable import (:func:`service.importer.run_import`): it continues after
 the last id stored, under the import's progress state and deduplication tokens, so every
 row arrives exactly once, also across restarts. The tokens table is re-read at least
 every ``TOKEN_INTERVAL`` seconds, so a key disabled or deleted in the gateway stops
@@ -23,8 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from tools.importer import Source, SourceError, run_import
-
+from .importer import Source, SourceError, run_import
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A batch is a JSON array or NDJSON. It is validated whole before anything is written:
 the first bad row and field are named in the 400. Rows without an ``id`` get one from
-:class:`IdGenerator` (time-ordered). The insert carries an ``insert_deduplication_token``
+:mod:`service.ids` (53 bits, time-ordered). The insert carries an ``insert_deduplication_token``
 derived from the body, so a retried identical batch is stored once (the raw table and
 the rollups carry a deduplication window). The answer comes after the insert returns,
 with ``async_insert`` off: an acknowledged row is stored.
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import BadRequest
+from .ids import IdGenerator as IdGenerator
 from .store import Store
 
 KEY_SPACE = " \t\r\n\f\v"  # as service/handlers/logs.py strips a looked-up key
@@ -80,6 +80,7 @@ def log_fields(
         Field("group", "str", max_len=max_text_chars),
         Field("ip", "str", max_len=256),
         Field("request_id", "str", max_len=256),
+        Field("upstream_request_id", "str", max_len=256),
         Field("other", "json", max_len=max_other_chars),
     )
 
@@ -225,45 +226,21 @@ def check_token_keys(rows: list[list[Any]], min_chars: int) -> None:
             )
 
 
-class IdGenerator:
-    """Time-ordered 63-bit ids: milliseconds since 2020 | 10-bit node | 12-bit sequence.
+class IdSource(Protocol):
+    """Where ids come from: :class:`~service.ids.NodeIds` in the service."""
 
-    Ids grow with time within a process and are unique across up to 1024 nodes."""
-
-    EPOCH_MS = 1_577_836_800_000
-
-    def __init__(self, node: int, clock: Callable[[], float] = time.time) -> None:
-        self.node = node % 1024
-        self.clock = clock
-        self._last = 0
-        self._seq = 0
-        self._lock = threading.Lock()
-
-    def next_ids(self, count: int) -> list[int]:
-        with self._lock:
-            out = []
-            for _ in range(count):
-                now = max(int(self.clock() * 1000) - self.EPOCH_MS, self._last)
-                if now == self._last:
-                    self._seq += 1
-                    if self._seq >= 4096:
-                        now, self._seq = self._last + 1, 0
-                else:
-                    self._seq = 0
-                self._last = now
-                out.append((now << 22) | (self.node << 12) | self._seq)
-            return out
+    async def take(self, count: int) -> list[int]: ...
 
 
 def batch_token(body: bytes, kind: str) -> str:
     return hashlib.sha256(kind.encode() + b"\0" + body).hexdigest()
 
 
-async def store_logs(store: Store, rows: list[list[Any]], token: str, ids: IdGenerator) -> int:
+async def store_logs(store: Store, rows: list[list[Any]], token: str, ids: IdSource) -> int:
     """Insert validated rows; returns how many. Rows spanning many days go in chunks of
     at most ``MAX_DAYS_PER_INSERT`` days, each with its own deterministic dedup token."""
     missing = [row for row in rows if row[0] is None]
-    for row, new_id in zip(missing, ids.next_ids(len(missing)), strict=True):
+    for row, new_id in zip(missing, await ids.take(len(missing)) if missing else [], strict=True):
         row[0] = new_id
     day_index = LOG_COLUMNS.index("created_at")
     days = sorted({row[day_index] // 86400 for row in rows})

@@ -9,6 +9,7 @@ from aiohttp import web
 from .auth import Authenticator
 from .deletion import DeleteGuard
 from .gateway_auth import GatewayAuth
+from .ids import NodeIds
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
@@ -18,7 +19,8 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Authenticator)
 TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
-IDS = web.AppKey("ids", object)
+#: the node leased for the ids this process assigns (service/ids.py)
+IDS = web.AppKey("ids", NodeIds)
 READY = web.AppKey("ready", dict)
 #: the wall clock (Unix seconds); tests hand in a fixed one through create_app(clock=...)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")

@@ -18,7 +18,8 @@ from .store import Store
 ADMIN_FIELDS: tuple[str, ...] = (
     "id", "user_id", "created_at", "type", "content", "username", "token_name",
     "model_name", "quota", "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-    "channel_id", "channel_name", "token_id", "group", "ip", "request_id", "other",
+    "channel_id", "channel_name", "token_id", "group", "ip", "request_id",
+    "upstream_request_id", "other",
 )  # fmt: skip
 # Users never see which upstream channel served them.
 USER_FIELDS: tuple[str, ...] = tuple(

@@ -34,15 +34,16 @@ ORDER BY version
 
 
 def schema_dir() -> Path:
-    """``GATELOG_SCHEMA_DIR`` if set, else ``schema/`` beside the package, else in the cwd."""
+    """``GATELOG_SCHEMA_DIR`` if set; else the wheel's copy (``service/schema``, the data
+    package ``pyproject.toml`` maps onto ``schema/``); else a checkout's ``schema/``."""
     configured = os.environ.get("GATELOG_SCHEMA_DIR")
     if configured:
         return Path(configured)
-    beside_package = Path(__file__).resolve().parent.parent / "schema"
-    if beside_package.is_dir():
-        return beside_package
-    # An installed package (a container image) keeps schema/ in its working directory.
-    return Path.cwd() / "schema"
+    package = Path(__file__).resolve().parent
+    installed = package / "schema"
+    if installed.is_dir():
+        return installed
+    return package.parent / "schema"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ _ITEM_TYPES: dict[str, Schema] = {
     "channel": {**INT, "description": "the channel id again, under the name the gateway's "
                 "own UI reads"},
     "token_id": INT, "group": STR, "ip": STR, "request_id": STR,
+    "upstream_request_id": {**STR, "description": "the upstream provider's request id, "
+                            "when the gateway logged one (else empty)"},
     "other": {"type": "string", "description": "JSON text (pricing ratios, timings, ...)"},
 }  # fmt: skip
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
@@ -192,6 +194,9 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "group": query("group", text, "exact group"),
         "request_id": query("request_id", text, "exact request id"),
+        "upstream_request_id": query(
+            "upstream_request_id", text, "exact request id of the upstream provider"
+        ),
         "keyword": query(
             "keyword",
             text,
@@ -567,9 +572,9 @@ def _operation(
 
 
 USER_FILTERS = ["type", "start_timestamp", "end_timestamp", "token_name", "model_name"]
-USER_FILTERS += ["group", "request_id"]
+USER_FILTERS += ["group", "request_id", "upstream_request_id"]
 ADMIN_FILTERS = [*USER_FILTERS, "username", "channel"]
-_DIMENSIONS = ["token_name", "model_name", "group", "request_id"]
+_DIMENSIONS = ["token_name", "model_name", "group", "request_id", "upstream_request_id"]
 USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
 ADMIN_STAT = [*USER_STAT, "username", "channel"]
 USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]

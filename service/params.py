@@ -112,6 +112,7 @@ class LogFilter:
     channel: int | None = None
     group: str | None = None
     request_id: str | None = None
+    upstream_request_id: str | None = None
     user_id: int | None = None
     token_id: int | None = None
     extra: list[str] = field(default_factory=list)
@@ -155,6 +156,12 @@ class LogFilter:
             add("`group` = {group:String}", "group", self.group)
         if self.request_id is not None:
             add("request_id = {request_id:String}", "request_id", self.request_id)
+        if self.upstream_request_id is not None:
+            add(
+                "upstream_request_id = {upstream_request_id:String}",
+                "upstream_request_id",
+                self.upstream_request_id,
+            )
         clauses.extend(self.extra)
         return (" AND ".join(clauses) or "1"), params
 
@@ -173,6 +180,7 @@ def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -
         model_name=get_str(query, "model_name", settings),
         group=get_str(query, "group", settings),
         request_id=get_str(query, "request_id", settings),
+        upstream_request_id=get_str(query, "upstream_request_id", settings),
     )
     if admin:
         flt.username = get_str(query, "username", settings)

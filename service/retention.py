@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from .commands import command
+from .commands import Command
 from .deletion import (
     DAY,
     DeleteGuard,
@@ -138,7 +138,6 @@ def _retention_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, help="days to keep (default: GATELOG_RETENTION_DAYS)")
 
 
-@command("retention", "drop the days of logs older than the retention once", _retention_args)
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     import sys
     import time
@@ -177,3 +176,11 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     for line in result.lines():
         print(line)
     return 0
+
+
+COMMAND = Command(
+    "retention",
+    "drop the days of logs older than the retention once",
+    cmd_retention,
+    _retention_args,
+)

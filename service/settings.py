@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 PREFIX = "GATELOG_"
@@ -78,7 +78,6 @@ class Settings:
     retention_days: int | None = None
     retention_interval_seconds: int = 3600
     delete_partitions_per_statement: int = 10
-    node_id: int = field(default_factory=lambda: os.getpid() % 1024)
     engine_threads: int = 4
     engine_timeout_seconds: float = 30.0
     # Slow clients: a streamed answer whose client takes longer than this to accept one

@@ -149,7 +149,12 @@ def split_range(lo: Bound, hi: Bound, rollup: bool = True) -> Split:
 
 def rollup_serves(flt: LogFilter) -> bool:
     """True when every condition of ``flt`` is on a rollup dimension."""
-    return flt.request_id is None and flt.token_id is None and not flt.extra
+    return (
+        flt.request_id is None
+        and flt.upstream_request_id is None
+        and flt.token_id is None
+        and not flt.extra
+    )
 
 
 def filter_dimensions(flt: LogFilter, group_by: str | None = None) -> frozenset[str]:

@@ -167,6 +167,7 @@ def log_row(**fields: Any) -> dict[str, Any]:
         "group": "default",
         "ip": "192.168.1.1",
         "request_id": "",
+        "upstream_request_id": "",
         "other": '{"model_ratio":15.0}',
     }
     row.update(fields)

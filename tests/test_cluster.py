@@ -60,6 +60,7 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
         "logs_perf_minute",
         "channel_hour",
         "import_progress",
+        "id_leases",
         "logs_hour_site",
         "logs_day_site",
         "logs_day",

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service import follow
 from service.app import create_app
 from service.follow import Follower
+from service.importer import parse_source
 from service.logs import find_token
 from service.settings import Settings, SettingsError
 from service.store import ChdbStore
@@ -26,7 +27,6 @@ from service.tokenhash import hash_key
 from tests.conftest import truncate_all
 from tests.test_import import connect, maria_database, maria_server, pg_database, pg_server
 from tools.bench import newapi
-from tools.importer import parse_source
 
 __all__ = ["maria_server", "pg_server"]  # fixtures used by name below
 

@@ -18,15 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.logs import ADMIN_FIELDS, find_token
-from service.store import ChdbStore
-from service.tokenhash import hash_key
-from tests import dbservers
-from tests.conftest import missing, truncate_all
-from tools.bench import newapi
-from tools.bulk import insert_table
-from tools.generate import Spec, World, token_key
-from tools.importer import (
+from service.bulk import insert_table
+from service.importer import (
     Progress,
     Source,
     SourceError,
@@ -37,6 +30,13 @@ from tools.importer import (
     to_engine,
     write_progress,
 )
+from service.logs import ADMIN_FIELDS, find_token
+from service.store import ChdbStore
+from service.tokenhash import hash_key
+from tests import dbservers
+from tests.conftest import missing, truncate_all
+from tools.bench import newapi
+from tools.generate import Spec, World, token_key
 
 END = 1_764_000_000
 SEED = 7
@@ -87,7 +87,7 @@ def awkward_logs(first_id: int) -> list[dict[str, Any]]:
                 "group": [None, "default", "vip", "企业"][i % 4],
                 "ip": None if i % 2 else "10.0.0.1",
                 "request_id": text,
-                "upstream_request_id": None,
+                "upstream_request_id": None if i % 2 else f"up-{text}",
                 "other": '{"admin_info":{"use_channel":["1"]},"frt":12}' if i % 2 else text,
             }
         )
@@ -144,7 +144,8 @@ def expected_row(row: dict[str, Any], channels: dict[int, str]) -> tuple[Any, ..
         text("username"), text("token_name"), text("model_name"), num("quota"),
         num("prompt_tokens"), num("completion_tokens"), use_time, bool(row.get("is_stream")),
         num("channel_id"), channels.get(num("channel_id"), text("channel_name")),
-        num("token_id"), text("group"), text("ip"), text("request_id"), text("other"),
+        num("token_id"), text("group"), text("ip"), text("request_id"),
+        text("upstream_request_id"), text("other"),
     )  # fmt: skip
 
 

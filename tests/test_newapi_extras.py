@@ -139,3 +139,42 @@ async def test_channel_id_as_channel_on_admin_items_only(seeded: Any) -> None:
     response = await seeded.get("/api/log/self", headers=user_headers(7))
     for item in (await response.json())["data"]["items"]:
         assert "channel" not in item and "channel_id" not in item
+
+
+async def test_upstream_request_id_is_stored_and_filters_my_list(client: Any) -> None:
+    rows = [
+        log_row(user_id=7, upstream_request_id="up-a", content="first", quota=5),
+        log_row(user_id=7, upstream_request_id="up-b", content="second", quota=7),
+        log_row(user_id=8, upstream_request_id="up-a", content="someone else", quota=11),
+        log_row(user_id=7, content="no upstream id", quota=13),
+    ]
+    await ingest(client, rows)
+    response = await client.get(
+        "/api/log/self", params={"upstream_request_id": "up-a"}, headers=user_headers(7)
+    )
+    data = (await response.json())["data"]
+    assert data["total"] == 1
+    assert [(i["content"], i["upstream_request_id"]) for i in data["items"]] == [("first", "up-a")]
+    # every row keeps its own value, '' when the gateway sent none
+    response = await client.get("/api/log/", headers=ADMIN)
+    items = (await response.json())["data"]["items"]
+    stored = {i["content"]: i["upstream_request_id"] for i in items}
+    assert stored == {r["content"]: r.get("upstream_request_id", "") for r in rows}
+    # admins filter on it too, across users
+    response = await client.get("/api/log/", params={"upstream_request_id": "up-a"}, headers=ADMIN)
+    assert sorted(i["user_id"] for i in (await response.json())["data"]["items"]) == [7, 8]
+    # the stat with the filter is read from the raw rows, not from a rollup that lacks it
+    response = await client.get(
+        "/api/log/self/stat", params={"upstream_request_id": "up-b"}, headers=user_headers(7)
+    )
+    assert (await response.json())["data"]["quota"] == 7
+
+
+async def test_upstream_request_id_too_long_is_refused_by_ingest(client: Any) -> None:
+    response = await client.post(
+        "/api/internal/logs", json=[log_row(upstream_request_id="x" * 257)], headers=WRITER
+    )
+    body = await response.json()
+    assert response.status == 400 and "upstream_request_id" in body["message"]
+    response = await client.get("/api/log/", headers=ADMIN)
+    assert (await response.json())["data"]["total"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands import command
+from service.commands import Command
 from service.settings import Settings
 
 
@@ -18,6 +18,6 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return main([a for a in args.bench_args if a != "--"])
 
 
-command("bench", "run the benchmark suite (python -m service bench -- --rows 1000000)", _args)(
-    cmd_bench
+COMMAND = Command(
+    "bench", "run the benchmark suite (python -m service bench -- --rows 1000000)", cmd_bench, _args
 )

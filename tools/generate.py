@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from service.commands import command
+from service.commands import Command
 from service.settings import Settings
 
 CHUNK_ROWS = 1 << 18
@@ -640,7 +640,7 @@ async def write(
 ) -> tuple[int, float]:
     """Generate ``spec`` into the engine; returns (rows, seconds). Generation of the next
     chunk (numpy/pyarrow, mostly outside the GIL) overlaps the engine's insert."""
-    from .bulk import insert_table, progress_bar
+    from service.bulk import insert_table, progress_bar
 
     world = world or World(spec)
     spec = world.spec
@@ -718,6 +718,6 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-command("generate", "write realistic synthetic logs and tokens into the engine", _args)(
-    cmd_generate
+COMMAND = Command(
+    "generate", "write realistic synthetic logs and tokens into the engine", cmd_generate, _args
 )

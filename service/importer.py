@@ -21,7 +21,7 @@ derives them from ``model/log.go``, ``model/token.go``, ``model/channel.go``):
 How: logs are read in id order, in windows of ids ``(from, to]``, each turned into an
 Arrow table (PostgreSQL sends CSV through ``COPY``, parsed by pyarrow; the other two are
 read in batches and transposed into columns) and stored with the engine's bulk path
-(:mod:`tools.bulk`), keeping the original ids. Reading the next window overlaps the
+(:mod:`service.bulk`), keeping the original ids. Reading the next window overlaps the
 engine's insert of the current one. A progress bar shows rows/s and the ETA.
 
 Re-running and resuming: ``import_progress`` records, per source, the window being
@@ -52,9 +52,9 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from service.commands import command
-from service.settings import Settings
-from service.store import Store
+from .commands import Command
+from .settings import Settings
+from .store import Store
 
 DEFAULT_BATCH_IDS = 100_000
 
@@ -84,6 +84,7 @@ LOG_COLUMNS: tuple[tuple[str, pa.DataType, Any], ...] = (
     ("group", pa.string(), ""),
     ("ip", pa.string(), ""),
     ("request_id", pa.string(), ""),
+    ("upstream_request_id", pa.string(), ""),
     ("other", pa.string(), ""),
 )
 # Read from the source as integers (bools as 0/1) or text; converted to the types above.
@@ -571,9 +572,8 @@ def _id_query(reader: Reader, aggregate: str) -> str:
 
 
 async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
-    from service.tokenhash import hash_key
-
     from .bulk import insert_table
+    from .tokenhash import hash_key
 
     loop = asyncio.get_running_loop()
     version = time.time_ns()
@@ -627,8 +627,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from service.migrate import migrate
-    from service.store import open_store
+    from .migrate import migrate
+    from .store import open_store
 
     if args.batch_ids < 1:
         print("gatelog: --batch-ids must be positive", file=sys.stderr)
@@ -640,7 +640,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def follow() -> None:
-        from service.follow import Follower
+        from .follow import Follower
 
         store = open_store(settings)
         try:
@@ -683,4 +683,6 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-command("import", "import logs and tokens from a new-api / one-api database", _args)(cmd_import)
+COMMAND = Command(
+    "import", "import logs and tokens from a new-api / one-api database", cmd_import, _args
+)

@@ -22,7 +22,7 @@ import tempfile
 import uuid
 from typing import Any
 
-from service.store import ChdbStore, Store
+from .store import ChdbStore, Store
 
 # Identifiers only: column names of our own tables, quoted because `group` is reserved.
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -76,7 +76,10 @@ async def insert_table(
 
 
 def progress_bar(total: int, what: str, enabled: bool) -> Any:
-    """A progress bar on stderr with rows/s and an ETA (import and generate)."""
+    """A progress bar on stderr with rows/s and an ETA (import and generate). A disabled
+    one needs no tqdm, which is the tools extra: a serving install follows a gateway."""
+    if not enabled:
+        return _NoBar()
     from tqdm import tqdm
 
     return tqdm(
@@ -88,3 +91,11 @@ def progress_bar(total: int, what: str, enabled: bool) -> Any:
         file=sys.stderr,
         smoothing=0.1,
     )
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
