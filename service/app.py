@@ -166,6 +166,8 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
             if given is None:
                 await store.close()
             raise
+        if retry is None:
+            await _recover_rollups(store, app[DELETE_GUARD])
         yield
         await app[IDS].close()
         if retry is not None:
@@ -177,6 +179,20 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
             log.info("engine closed")
 
     return engine
+
+
+async def _recover_rollups(store: Store, guard: DeleteGuard) -> None:
+    """Days a delete or repair left mid-way (its marker still open) are repaired before
+    the service answers (service/rollup.py)."""
+    from .rollup import recover
+
+    try:
+        closed = await recover(store, guard)
+    except Exception:
+        log.exception("could not check the rollups left by an unfinished delete or repair")
+        return
+    if closed:
+        log.info("repaired the days of %d unfinished deletes or repairs", closed)
 
 
 async def _migrate_until_done(store: Store, settings: Settings, pause: float = 2.0) -> None:

@@ -96,8 +96,9 @@ def commands() -> dict[str, Command]:
     """The service's own subcommands, then those other packages register (generate, bench)."""
     from .importer import COMMAND as IMPORT
     from .retention import COMMAND as RETENTION
+    from .rollup import COMMAND as ROLLUP
 
-    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT)}
+    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT, ROLLUP)}
     for extra in discovered():
         found.setdefault(extra.name, extra)
     return found

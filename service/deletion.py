@@ -15,9 +15,10 @@ the rollup kept exact, and ingest of newer logs never disturbed.
 :class:`DeleteGuard` makes the count exact and keeps the rollup exact when late logs
 (older than the target) are ingested while a delete runs: such a batch waits until the
 delete is done, and a delete waits for such batches already being written. Batches whose
-rows are all at or after the target never wait. The guard is per process: with several
-replicas ingesting into one server, a late batch landing on another replica during a
-delete may be removed uncounted (see README).
+rows are all at or after the target never wait. The guard is per process; across
+replicas on one server the delete's marker holds the other replicas' batches into its
+days, and the days are checked and rebuilt after the delete (service/rollup.py), so a
+late batch another replica was already writing cannot leave a rollup inexact.
 
 On a cluster the drops and the ``DELETE`` address the local tables ``ON CLUSTER``
 (:mod:`service.cluster`); counts and the negated rows go through the Distributed tables,
@@ -103,6 +104,9 @@ _CORRECTIONS = (
     _PERF_OF_WINDOW,
     *(_level_of_window(r) for r in LEVELS if r.table != ROLLUP),
 )
+#: each rollup table's statement for the raw rows of a window (service.rollup rebuilds
+#: and checks days with them)
+CORRECTIONS = dict(zip(ROLLUPS, _CORRECTIONS, strict=True))
 
 
 class DeleteGuard:

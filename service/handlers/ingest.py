@@ -19,6 +19,8 @@ from ..ingest import (
     validate,
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
+from ..rollup import wait_for_markers
+from ..store import ChdbStore
 from ..tokenhash import hash_key
 from ..web import ok
 
@@ -42,6 +44,11 @@ async def ingest_logs(request: web.Request) -> web.Response:
     # A batch holding logs older than a running history delete's target waits for it,
     # so the delete's count and the rollup stay exact (service/deletion.py).
     created = [row[LOG_COLUMNS.index("created_at")] for row in rows]
+    store = request.app[STORE]
+    if not isinstance(store, ChdbStore):
+        # Another process may be deleting or repairing these days on the same server:
+        # wait for its marker (service/rollup.py). The embedded engine has one process.
+        await wait_for_markers(store, min(created), max(created))
     async with request.app[DELETE_GUARD].admit(min(created), max(created)):
         stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
     request.app[METRICS].rows_ingested("logs", stored)
