@@ -4,6 +4,7 @@ contexts (open the engine and migrate; background jobs), so building an app is p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from aiohttp import web
 from .auth import Authenticator
 from .deletion import DeleteGuard
 from .errors import EngineUnavailable
+from .gate import Gate, GatedStore
 from .gateway_auth import GatewayAuth
 from .headers import install_parser_errors, on_prepare
 from .ids import NodeIds
@@ -25,6 +27,7 @@ from .keys import (
     METRICS,
     READY_CACHE,
     SETTINGS,
+    STARTED,
     STORE,
     TOKEN_LIMITER,
 )
@@ -34,7 +37,7 @@ from .ratelimit import RateLimiter, parse_networks
 from .retention import retention_loop
 from .routes import setup_routes
 from .settings import Settings
-from .store import Store, open_store
+from .store import LANE, Store, open_store
 from .web import error_middleware, stamp_request_id
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,8 @@ def create_app(
         app.cleanup_ctx.append(_retention)
     if settings.follow_from:
         app.cleanup_ctx.append(_follow(settings.follow_from))
+    app[STARTED] = {"done": False}
+    app.on_startup.append(_started)  # after the cleanup contexts' start
     setup_routes(app)
     return app
 
@@ -111,7 +116,9 @@ def _follow(url: str):  # type: ignore[no-untyped-def]
             clock=app[CLOCK],
             registry=app[METRICS].registry,
         )
-        task = asyncio.create_task(follower.run())
+        lane = contextvars.copy_context()  # the follower writes: the ingest lane
+        lane.run(LANE.set, "write")
+        task = asyncio.create_task(follower.run(), context=lane)
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -140,7 +147,13 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def _started(app: web.Application) -> None:
+    app[STARTED]["done"] = True
+
+
 async def _draining(app: web.Application) -> None:
+    if not app[STARTED]["done"]:
+        return  # start-up failed: nothing was served, the failure says what went wrong
     # On SIGTERM aiohttp stops accepting connections, calls this, waits for in-flight
     # requests (up to the shutdown timeout), then runs the cleanup contexts.
     busy = app[METRICS].registry.get_sample_value("gatelog_http_requests_in_flight") or 0
@@ -151,7 +164,9 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
     async def engine(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = given if given is not None else open_store(settings)
-        app[STORE] = store
+        # Handlers and jobs see the engine through the gate (slots, lanes, bounds);
+        # the schema is applied on the store itself.
+        app[STORE] = GatedStore(store, Gate(settings, app[METRICS]))
         observe = app[METRICS].observe_engine
         store.add_observer(observe)
         retry: asyncio.Task[None] | None = None

@@ -124,6 +124,11 @@ class Authenticator:
         raise Unauthorized("invalid bearer token")
 
 
+def valid_user_id(sub: str) -> bool:
+    """A ``sub`` the service takes as a user id: canonical ASCII decimal below 2^63."""
+    return bool(_USER_ID.fullmatch(sub)) and int(sub) < 2**63
+
+
 def _principal(claims: dict[str, object]) -> Principal:
     sub, role = claims.get("sub"), claims.get("role")
     if isinstance(sub, bool) or not isinstance(sub, int | str):
@@ -186,8 +191,14 @@ def issue_token(
     if private_key is not None:
         return jwt.encode(claims, private_key, algorithm=algorithm)
     if not settings.jwt_secret:
-        raise ValueError(
-            "GATELOG_JWT_SECRET is not set; tokens for a public-key setup are signed by "
-            "the identity provider that holds the private key"
+        if settings.jwt_public_key:
+            raise SettingsError(
+                "token signs with GATELOG_JWT_SECRET, and this setup verifies tokens with "
+                "GATELOG_JWT_PUBLIC_KEY: tokens come from the identity provider that holds "
+                "the private key"
+            )
+        raise SettingsError(
+            "token needs GATELOG_JWT_SECRET, the secret the service runs with: export it "
+            "in this shell too (the README's quick start keeps it in ./.env: `. ./.env`)"
         )
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

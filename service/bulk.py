@@ -20,8 +20,12 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
+
+from .columns import Column
 from .store import ChdbStore, Store
 
 # Identifiers only: column names of our own tables, quoted because `group` is reserved.
@@ -32,6 +36,31 @@ def _ident(name: str) -> str:
     if not name or not set(name) <= _SAFE:
         raise ValueError(f"not a plain column name: {name!r}")
     return f"`{name}`"
+
+
+def arrow_type(column: Column) -> pa.DataType:
+    """The Arrow type a column is bulk-loaded as (:mod:`service.columns`)."""
+    kind: pa.DataType = getattr(pa, column.arrow_type)()
+    return kind
+
+
+def arrow_table(columns: Sequence[Column], values: Mapping[str, Any]) -> pa.Table:
+    """One array or sequence per column as a table of the columns' types, in their order;
+    a missing or unknown column is a bug, so it raises."""
+    names = [c.name for c in columns]
+    if set(values) != set(names):
+        raise ValueError(f"columns {sorted(values)} are not those of the table: {names}")
+    arrays: dict[str, Any] = {}
+    for column in columns:
+        kind = arrow_type(column)
+        value = values[column.name]
+        if isinstance(value, pa.Array | pa.ChunkedArray):
+            # dictionary-encoded text stays encoded: the engine reads it as its strings
+            stored = value.type.value_type if pa.types.is_dictionary(value.type) else value.type
+            arrays[column.name] = value if stored == kind else value.cast(kind)
+        else:
+            arrays[column.name] = pa.array(value, kind)
+    return pa.table(arrays)
 
 
 def spool_dir() -> str:

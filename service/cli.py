@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from .commands import Command, discovered, missing_hint
+from .commands import Command, discovered, missing_hint, with_store
+from .failures import bind, close_all, report
 from .settings import Settings, SettingsError
 
 
@@ -25,53 +26,73 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from .app import create_app
 
     settings.check_auth()
-    app = create_app(settings)
     host = args.host or settings.host
     port = args.port or settings.port
-    # run_app handles SIGTERM/SIGINT: stop accepting, let in-flight requests finish
-    # (up to shutdown_timeout), then run the cleanup contexts (engine closed last).
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        access_log=None,
-        shutdown_timeout=30.0,
-        print=lambda msg: logging.getLogger("gatelog").info(msg),
-    )
+    # The port is taken before the engine is opened: a port in use is a one-line
+    # refusal, not a traceback after start-up (service/failures.py).
+    sockets = bind(host, port)
+    try:
+        app = create_app(settings)
+        # run_app handles SIGTERM/SIGINT: stop accepting, let in-flight requests finish
+        # (up to shutdown_timeout), then run the cleanup contexts (engine closed last).
+        web.run_app(
+            app,
+            sock=sockets,
+            access_log=None,
+            shutdown_timeout=30.0,
+            print=lambda msg: logging.getLogger("gatelog").info(msg),
+        )
+    finally:
+        close_all(sockets)
     logging.getLogger("gatelog").info("stopped")
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from .migrate import migrate
-    from .store import open_store
 
-    async def run() -> list[str]:
-        store = open_store(settings)
-        try:
-            return await migrate(store, cluster=settings.clickhouse_cluster)
-        finally:
-            await store.close()
-
-    applied = asyncio.run(run())
+    applied = with_store(
+        settings, lambda store: migrate(store, cluster=settings.clickhouse_cluster)
+    )
     print("applied: " + (", ".join(applied) if applied else "nothing (schema is current)"))
     return 0
 
 
-def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from .auth import issue_token
+#: the token command's default lifetime, in seconds (--help and the README say it)
+TOKEN_TTL = 3600
 
-    print(
-        issue_token(
-            settings,
-            sub=args.sub,
-            username=args.username,
-            role=args.role,
-            scope=args.scope,
-            ttl=args.ttl,
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    """Refuses what the service would refuse: the token printed is one it accepts."""
+    from .auth import Authenticator, issue_token, valid_user_id
+
+    if not valid_user_id(args.sub):
+        raise SettingsError(
+            f"--sub must be the gateway's user id, a decimal integer from 0 to 2^63-1 "
+            f"without sign or leading zeros, got {args.sub!r}"
         )
+    if args.ttl <= 0:
+        raise SettingsError(
+            f"--ttl must be a positive number of seconds (default {TOKEN_TTL}), got {args.ttl}"
+        )
+    if args.ttl > MAX_TTL:
+        raise SettingsError(f"--ttl must be at most {MAX_TTL} seconds (ten years), got {args.ttl}")
+    if settings.jwt_secret:
+        settings.check_auth()  # a secret serve would refuse; without one, issue_token says
+    token = issue_token(
+        settings,
+        sub=args.sub,
+        username=args.username,
+        role=args.role,
+        scope=args.scope,
+        ttl=args.ttl,
     )
+    Authenticator(settings).authenticate(f"Bearer {token}")  # what serve will check
+    print(token)
     return 0
+
+
+MAX_TTL = 10 * 365 * 86400
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -84,7 +105,12 @@ def _token_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--username", required=True)
     p.add_argument("--role", type=int, required=True, help="1 user, 10 admin, 100 root")
     p.add_argument("--scope", help="space-separated scopes, e.g. logs:write")
-    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    p.add_argument(
+        "--ttl",
+        type=int,
+        default=TOKEN_TTL,
+        help=f"seconds until it expires (default {TOKEN_TTL}: one hour)",
+    )
 
 
 SERVE = Command("serve", "start the HTTP service", cmd_serve, _serve_args)
@@ -104,9 +130,16 @@ def commands() -> dict[str, Command]:
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line too: what is wrong, and where the usage is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gatelog: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(table: dict[str, Command] | None = None) -> argparse.ArgumentParser:
     table = commands() if table is None else table
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m service",
         description="gatelog: the log backend of an LLM API gateway, on ClickHouse",
     )
@@ -126,12 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         _setup_logging(settings)
         return table[args.command].run(args, settings)
-    except SettingsError as exc:
-        print(f"gatelog: {exc}", file=sys.stderr)
-        return 2
     except ModuleNotFoundError as exc:
         hint = missing_hint(exc)
         if hint is None:
-            raise
+            return report(args.command, exc)
         print(f"gatelog: {args.command} needs {hint}", file=sys.stderr)
         return 2
+    except Exception as exc:  # every failure: one line naming cause and fix (failures.py)
+        return report(args.command, exc)

@@ -13,13 +13,20 @@ whose module cannot be imported for want of an optional dependency still appears
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING, TypeVar
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .store import Store
+
+T = TypeVar("T")
 
 #: the entry-point group where other packages register their subcommands
 GROUP = "gatelog.commands"
@@ -42,6 +49,26 @@ class Command:
     configure: Configure = no_arguments
     #: a stand-in for a command that cannot load: it takes any arguments, to refuse them all
     takes_any: bool = False
+
+
+def with_store(
+    settings: Settings, work: Callable[[Store], Awaitable[T]], *, migrate: bool = False
+) -> T:
+    """Run ``work`` on the engine ``settings`` name (the schema applied first when
+    ``migrate``), closing it whatever happens: the body of a command that uses the engine."""
+    from .migrate import migrate as apply
+    from .store import open_store
+
+    async def run() -> T:
+        store = open_store(settings)
+        try:
+            if migrate:
+                await apply(store, cluster=settings.clickhouse_cluster)
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def discovered() -> Iterator[Command]:

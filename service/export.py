@@ -27,7 +27,7 @@ from typing import Any
 
 from .logs import ORDER, select_list, shape
 from .params import LogFilter
-from .stats import MINUTE, ROLLUP, Bound, half_open, rollup_serves
+from .stats import MINUTE, ROLLUP, Bound, _range_sql, half_open, rollup_serves
 from .store import Store
 
 DAY = 86400
@@ -35,6 +35,7 @@ FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "ndjson": "application/x-ndjson; charset=utf-8",
 }
+DEFAULT_FORMAT = "csv"
 # Spreadsheets run cells that start with these as formulas; such text cells get a
 # leading apostrophe in CSV (NDJSON carries every value unchanged).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -64,14 +65,9 @@ class ExportTotals:
 
 
 def _range(column: str, lo: Bound, hi: Bound) -> tuple[str, dict[str, Any]]:
-    parts, params = [], {}
-    if lo is not None:
-        parts.append(f"{column} >= toDateTime({{w_lo:UInt32}}, 'UTC')")
-        params["w_lo"] = lo
-    if hi is not None:
-        parts.append(f"{column} < toDateTime({{w_hi:UInt32}}, 'UTC')")
-        params["w_hi"] = hi
-    return " AND ".join(parts) or "1", params
+    """The window ``[lo, hi)`` of ``column``, under the parameters ``w_lo``/``w_hi``."""
+    params: dict[str, Any] = {}
+    return _range_sql(column, lo, hi, "w", params), params
 
 
 async def _counts(
@@ -131,8 +127,13 @@ async def export_blocks(
     user_view: bool,
     window_rows: int,
     block_rows: int,
+    window_bytes: int = 0,
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Blocks of matching rows as dicts (user view scrubbed), newest first."""
+    """Blocks of matching rows as dicts (user view scrubbed), newest first.
+
+    A window is held whole only up to about ``window_bytes`` of text (0: no bound);
+    past that its remaining blocks are handed on as they come (its engine call then
+    lasts while the client reads, bounded by the send and query timeouts)."""
     where, params = flt.where()
     columns = select_list(fields)
     for w_lo, w_hi in await plan_windows(store, flt, *half_open(flt.start, flt.end), window_rows):
@@ -143,12 +144,26 @@ async def export_blocks(
         # thread, or a server's query) is released before the client is written to, so
         # a slow or stalled client holds memory for one window, never engine capacity.
         window: list[list[tuple[Any, ...]]] = []
+        held = 0
         async with aclosing(blocks) as rows:  # type: ignore[type-var]
             async for block in rows:
-                if block:
+                if not block:
+                    continue
+                if not window_bytes or held <= window_bytes:
                     window.append(block)
+                    held += block_bytes(block)
+                    continue
+                # Past the memory budget: what is held goes first, then block by block.
+                while window:
+                    yield shape(window.pop(0), fields, user_view)
+                yield shape(block, fields, user_view)
         while window:
             yield shape(window.pop(0), fields, user_view)
+
+
+def block_bytes(block: Sequence[tuple[Any, ...]]) -> int:
+    """About the bytes a block of rows holds: its text, plus 8 per other value."""
+    return sum(len(v) if isinstance(v, str) else 8 for row in block for v in row)
 
 
 def _csv_value(value: Any) -> Any:

@@ -44,7 +44,7 @@ import sqlite3
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
@@ -52,7 +52,9 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .commands import Command
+from . import columns
+from .bulk import arrow_table, arrow_type, insert_table, progress_bar
+from .commands import Command, with_store
 from .settings import Settings
 from .store import Store
 
@@ -63,29 +65,9 @@ class SourceError(Exception):
     """The source cannot be read as a gateway database; the message says why."""
 
 
-# Target column -> (Arrow type, default). Order is the engine's `logs` column order.
-LOG_COLUMNS: tuple[tuple[str, pa.DataType, Any], ...] = (
-    ("id", pa.uint64(), 0),
-    ("user_id", pa.uint64(), 0),
-    ("created_at", pa.uint32(), 0),
-    ("type", pa.uint8(), 0),
-    ("content", pa.string(), ""),
-    ("username", pa.string(), ""),
-    ("token_name", pa.string(), ""),
-    ("model_name", pa.string(), ""),
-    ("quota", pa.int64(), 0),
-    ("prompt_tokens", pa.int64(), 0),
-    ("completion_tokens", pa.int64(), 0),
-    ("use_time", pa.int32(), 0),
-    ("is_stream", pa.bool_(), False),
-    ("channel_id", pa.uint32(), 0),
-    ("channel_name", pa.string(), ""),
-    ("token_id", pa.uint64(), 0),
-    ("group", pa.string(), ""),
-    ("ip", pa.string(), ""),
-    ("request_id", pa.string(), ""),
-    ("upstream_request_id", pa.string(), ""),
-    ("other", pa.string(), ""),
+# Target column -> (Arrow type, default), in the engine's `logs` column order.
+LOG_COLUMNS: tuple[tuple[str, pa.DataType, Any], ...] = tuple(
+    (c.name, arrow_type(c), c.default) for c in columns.LOGS
 )
 # Read from the source as integers (bools as 0/1) or text; converted to the types above.
 _READ_AS_INT = {name for name, kind, _ in LOG_COLUMNS if not pa.types.is_string(kind)}
@@ -275,8 +257,36 @@ class SqliteReader(Reader):
         return list(self.conn.execute(sql, tuple(params)).fetchall())
 
 
-class PostgresReader(Reader):
+class ServerReader(Reader):
+    """A database server's reader: DB-API cursors, the tables of the connection's schema
+    found in ``information_schema``."""
+
     placeholder = "%s"
+    #: which of information_schema's rows belong to the connection's schema
+    schema_condition: str
+
+    def tables(self) -> set[str]:
+        rows = self.rows(
+            f"SELECT table_name FROM information_schema.tables WHERE {self.schema_condition}", ()
+        )
+        return {r[0] for r in rows}
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.rows(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_name = %s AND {self.schema_condition}",
+            (table,),
+        )
+        return {r[0] for r in rows}
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, tuple(params))
+            return list(cur.fetchall())
+
+
+class PostgresReader(ServerReader):
+    schema_condition = "table_schema = ANY(current_schemas(false))"
 
     def __init__(self, source: Source) -> None:
         import psycopg
@@ -286,27 +296,6 @@ class PostgresReader(Reader):
             self.conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to PostgreSQL {source.name}: {exc}") from None
-
-    def tables(self) -> set[str]:
-        rows = self.rows(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = ANY(current_schemas(false))",
-            (),
-        )
-        return {r[0] for r in rows}
-
-    def columns(self, table: str) -> set[str]:
-        rows = self.rows(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = %s AND table_schema = ANY(current_schemas(false))",
-            (table,),
-        )
-        return {r[0] for r in rows}
-
-    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, tuple(params))
-            return list(cur.fetchall())
 
     def logs_window(self, select: str, names: list[str], lo: int, hi: int) -> pa.Table:
         """``COPY ... TO STDOUT`` as CSV, parsed by pyarrow: no Python object per value."""
@@ -335,9 +324,9 @@ class PostgresReader(Reader):
         )
 
 
-class MysqlReader(Reader):
+class MysqlReader(ServerReader):
     quote = "`"
-    placeholder = "%s"
+    schema_condition = "table_schema = DATABASE()"
 
     def __init__(self, source: Source) -> None:
         import pymysql
@@ -360,30 +349,11 @@ class MysqlReader(Reader):
         except pymysql.MySQLError as exc:
             raise SourceError(f"cannot connect to MySQL {source.name}: {exc}") from None
 
-    def tables(self) -> set[str]:
-        rows = self.rows(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()", ()
-        )
-        return {r[0] for r in rows}
-
-    def columns(self, table: str) -> set[str]:
-        rows = self.rows(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = %s AND table_schema = DATABASE()",
-            (table,),
-        )
-        return {r[0] for r in rows}
-
     def int_expr(self, column: str) -> str:
         return f"COALESCE(CAST({column} AS SIGNED), 0)"
 
     def bool_expr(self, column: str) -> str:
         return f"CASE WHEN {column} <> 0 THEN 1 ELSE 0 END"
-
-    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, tuple(params))
-            return list(cur.fetchall())
 
 
 def open_reader(source: Source) -> Reader:
@@ -489,8 +459,6 @@ async def run_import(
     stop_after_batches: int | None = None,
 ) -> Result:
     """Import ``source`` into ``store``. ``stop_after_batches`` ends early (tests of resume)."""
-    from .bulk import insert_table, progress_bar
-
     loop = asyncio.get_running_loop()
     reader = await loop.run_in_executor(None, open_reader, source)
     started = time.perf_counter()
@@ -572,7 +540,6 @@ def _id_query(reader: Reader, aggregate: str) -> str:
 
 
 async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
-    from .bulk import insert_table
     from .tokenhash import hash_key
 
     loop = asyncio.get_running_loop()
@@ -581,18 +548,17 @@ async def _import_tokens(store: Store, reader: Reader, source: Source) -> int:
     count = 0
     for number, rows in enumerate(batches):
         ids, keys, names, users, status, deleted = (list(c) for c in zip(*rows, strict=True))
-        table = pa.table(
+        table = arrow_table(
+            columns.TOKENS,
             {
-                "id": pa.array(ids, pa.uint64()),
-                "key_hash": pa.array([hash_key(str(k)) for k in keys], pa.string()),
-                "name": pa.array([str(n) for n in names], pa.string()),
-                "user_id": pa.array(users, pa.uint64()),
+                "id": ids,
+                "key_hash": [hash_key(str(k)) for k in keys],
+                "name": [str(n) for n in names],
+                "user_id": users,
                 # a soft-deleted token finds nothing, like a disabled one
-                "status": pa.array(
-                    [2 if d else int(s) for s, d in zip(status, deleted, strict=True)], pa.uint8()
-                ),
-                "version": pa.array([version] * len(ids), pa.uint64()),
-            }
+                "status": [2 if d else int(s) for s, d in zip(status, deleted, strict=True)],
+                "version": [version] * len(ids),
+            },
         )
         count += await insert_table(
             store, "tokens", table, f"import:{source.fingerprint}:tokens:{version}:{number}"
@@ -627,8 +593,7 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from .migrate import migrate
-    from .store import open_store
+    from .follow import Follower
 
     if args.batch_ids < 1:
         print("gatelog: --batch-ids must be positive", file=sys.stderr)
@@ -639,38 +604,28 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 2
 
-    async def follow() -> None:
-        from .follow import Follower
-
-        store = open_store(settings)
-        try:
-            await migrate(store, cluster=settings.clickhouse_cluster)
-            await Follower(store, source, interval=settings.follow_interval_seconds).run()
-        finally:
-            await store.close()
-
     if args.follow:
-        print(f"following {source.name} every {settings.follow_interval_seconds:g} s")
+        interval = settings.follow_interval_seconds
+        print(f"following {source.name} every {interval:g} s")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(follow())
+            with_store(
+                settings,
+                lambda store: Follower(store, source, interval=interval).run(),
+                migrate=True,
+            )
         return 0
 
-    async def run() -> Result:
-        store = open_store(settings)
-        try:
-            await migrate(store, cluster=settings.clickhouse_cluster)
-            return await run_import(
-                store,
-                source,
-                batch_ids=args.batch_ids,
-                progress=not args.no_progress,
-                tokens=not args.no_tokens,
-            )
-        finally:
-            await store.close()
+    def work(store: Store) -> Awaitable[Result]:
+        return run_import(
+            store,
+            source,
+            batch_ids=args.batch_ids,
+            progress=not args.no_progress,
+            tokens=not args.no_tokens,
+        )
 
     try:
-        result = asyncio.run(run())
+        result = with_store(settings, work, migrate=True)
     except SourceError as exc:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .columns import LOGS, TOKENS, Column
 from .errors import BadRequest
 from .ids import IdGenerator as IdGenerator
 from .store import Store
@@ -59,30 +60,27 @@ def log_fields(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_created_at: int = 2**32 - 1,
 ) -> tuple[Field, ...]:
-    """The columns of an ingested log with their bounds (the one list to edit)."""
-    return (
-        Field("id", "int", minimum=1),
-        Field("user_id", "int", required=True),
-        Field("created_at", "int", required=True, minimum=1, maximum=max_created_at),
-        Field("type", "int", required=True, minimum=0, maximum=255),
-        Field("content", "str", max_len=max_content_chars),
-        Field("username", "str", max_len=max_text_chars),
-        Field("token_name", "str", max_len=max_text_chars),
-        Field("model_name", "str", max_len=max_text_chars),
-        Field("quota", "int", minimum=-max_quota, maximum=max_quota),
-        Field("prompt_tokens", "int", minimum=-max_tokens, maximum=max_tokens),
-        Field("completion_tokens", "int", minimum=-max_tokens, maximum=max_tokens),
-        Field("use_time", "int", minimum=-(2**31), maximum=2**31 - 1),
-        Field("is_stream", "bool"),
-        Field("channel_id", "int", maximum=2**32 - 1),
-        Field("channel_name", "str", max_len=max_text_chars),
-        Field("token_id", "int"),
-        Field("group", "str", max_len=max_text_chars),
-        Field("ip", "str", max_len=256),
-        Field("request_id", "str", max_len=256),
-        Field("upstream_request_id", "str", max_len=256),
-        Field("other", "json", max_len=max_other_chars),
-    )
+    """The columns of an ingested log with their bounds (from :mod:`service.columns`)."""
+    bounds = {
+        "content": max_content_chars,
+        "other": max_other_chars,
+        "text": max_text_chars,
+        "quota": max_quota,
+        "tokens": max_tokens,
+        "created_at": max_created_at,
+    }
+    return tuple(_field(column, bounds) for column in LOGS)
+
+
+def _field(column: Column, bounds: dict[str, int]) -> Field:
+    """A column's ingest field: its type's range or length, narrowed by its bound."""
+    bound = bounds[column.bound] if isinstance(column.bound, str) else column.bound
+    if column.kind != "int":
+        return Field(column.name, column.kind, column.required, max_len=bound or 1 << 20)
+    low, high = column.value_range
+    if bound is not None:
+        low, high = (-bound if low < 0 else low), bound
+    return Field(column.name, "int", column.required, minimum=low, maximum=high)
 
 
 def log_fields_for(settings: Any, now: float | None = None) -> tuple[Field, ...]:
@@ -268,7 +266,7 @@ async def store_tokens(store: Store, rows: list[list[Any]], hash_key: Callable[[
     await store.insert(
         "tokens",
         values,
-        ("id", "key_hash", "name", "user_id", "status", "version"),
+        tuple(c.name for c in TOKENS),
         settings={"async_insert": 0},
     )
     return len(values)

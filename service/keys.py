@@ -22,6 +22,8 @@ TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
 #: the node leased for the ids this process assigns (service/ids.py)
 IDS = web.AppKey("ids", NodeIds)
 READY = web.AppKey("ready", dict)
+#: start-up completed (a failed start has no in-flight requests to report on stopping)
+STARTED: web.AppKey[dict[str, bool]] = web.AppKey("started", dict)
 #: the wall clock (Unix seconds); tests hand in a fixed one through create_app(clock=...)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 #: orders history deletes and retention against the ingest of older logs

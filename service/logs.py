@@ -11,33 +11,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .columns import ADMIN_FIELDS as ADMIN_FIELDS
+from .columns import TOKEN_VIEW
+from .columns import USER_FIELDS as USER_FIELDS
+from .columns import select_list as select_list
 from .params import LogFilter, Page, like_escape
 from .stats import bucket_counts, count_bucket, half_open, rollup_serves
 from .store import Store
 
-ADMIN_FIELDS: tuple[str, ...] = (
-    "id", "user_id", "created_at", "type", "content", "username", "token_name",
-    "model_name", "quota", "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-    "channel_id", "channel_name", "token_id", "group", "ip", "request_id",
-    "upstream_request_id", "other",
-)  # fmt: skip
-# Users never see which upstream channel served them.
-USER_FIELDS: tuple[str, ...] = tuple(
-    f for f in ADMIN_FIELDS if f not in ("channel_id", "channel_name")
-)
-TOKEN_FIELDS: tuple[str, ...] = (
-    "id", "type", "content", "model_name", "quota", "created_at", "token_name",
-    "prompt_tokens", "completion_tokens", "use_time", "is_stream",
-)  # fmt: skip
+TOKEN_FIELDS = TOKEN_VIEW
 # Keys of `other` that only admins see (the gateway's formatUserLogs, and audit data).
 ADMIN_ONLY_OTHER_KEYS = ("admin_info", "reject_reason", "audit_info")
 
-_EXPRESSIONS = {"created_at": "toUnixTimestamp(created_at)", "group": "`group`"}
 ORDER = "ORDER BY created_at DESC, id DESC"
-
-
-def select_list(fields: Sequence[str]) -> str:
-    return ", ".join(_EXPRESSIONS.get(name, name) for name in fields)
 
 
 def scrub_other(raw: str) -> str:
@@ -69,11 +55,21 @@ def shape(
 
 def page_sql(fields: Sequence[str], where: str, since: bool = False) -> str:
     """The newest-first page of ``logs`` (with ``since``: only rows at or after the
-    ``{since:UInt32}`` parameter, see :func:`newest_bound`)."""
+    ``{since:UInt32}`` parameter, see :func:`newest_bound`), read in two steps in one
+    statement: the page's keys ``(user_id, created_at, id)`` first, then the page's
+    rows by key. The keys come from the narrow columns only, through the time-ordered
+    projection ``logs_by_time`` (schema/017) where the filter's columns are in it
+    (admin pages: read in order, stopping after the page) or through the table's own
+    ``(user_id, created_at, id)`` order (one user's pages); the wide columns (content,
+    other) are then read for the page's rows only, found through the primary key."""
     bound = " AND created_at >= toDateTime({since:UInt32}, 'UTC')" if since else ""
-    return (
-        f"SELECT {select_list(fields)} FROM logs WHERE {where}{bound} {ORDER} "
+    keys = (
+        f"SELECT user_id, created_at, id FROM logs WHERE {where}{bound} {ORDER} "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+    )
+    return (
+        f"SELECT {select_list(fields)} FROM logs WHERE {where}{bound} "
+        f"AND (user_id, created_at, id) IN ({keys}) {ORDER} LIMIT {{limit:UInt32}}"
     )
 
 
@@ -200,9 +196,6 @@ async def find_token(store: Store, key_hash: str) -> dict[str, Any] | None:
 async def token_logs(store: Store, token: dict[str, Any], page: Page) -> list[dict[str, Any]]:
     flt = LogFilter(user_id=int(token["user_id"]), token_id=int(token["id"]))
     where, params = flt.where()
-    sql = (
-        f"SELECT {select_list(TOKEN_FIELDS)} FROM logs WHERE {where} {ORDER} "
-        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
-    )
+    sql = page_sql(TOKEN_FIELDS, where)
     rows = await store.query(sql, {**params, "limit": page.size, "offset": page.offset})
     return shape(rows.rows, TOKEN_FIELDS, user_view=False)

@@ -12,6 +12,9 @@ embedders can build many apps), served at ``/metrics``.
 - ``gatelog_deleted_rows_total{source}``: log rows deleted, ``api`` (``DELETE
   /api/log/``), ``retention`` or ``future`` (``DELETE /api/log/future``).
 - ``gatelog_errors_total{kind}``: error answers, by :data:`ERROR_KINDS`.
+- ``gatelog_engine_queue_depth{lane}``, ``gatelog_engine_slots_busy{lane}``,
+  ``gatelog_engine_queue_wait_seconds{lane}``, ``gatelog_engine_rejections_total{lane,
+  reason}``: engine admission (service/gate.py), lanes ``read`` and ``write``.
 
 Other modules report through the app's :class:`Metrics` (``request.app[METRICS]``):
 ``rows_ingested(kind, n)``, ``rows_deleted(n, source)``.
@@ -40,6 +43,8 @@ ENGINE_ERROR = "engine_error"
 INGEST_KINDS = ("logs", "tokens")
 DELETE_SOURCES = ("api", "retention", "future")
 ENGINE_KINDS = ("query", "command", "insert", "stream")
+LANES = ("read", "write")
+REJECT_REASONS = ("queue_full", "queue_timeout", "caller_share")
 # Request latency: from sub-millisecond probes to long exports.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 ENGINE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -87,6 +92,37 @@ class Metrics:
         )
         for direction in ("send", "body"):
             self.slow_clients.labels(direction)
+        # Engine admission (service/gate.py), by lane (read, write).
+        self.queue_depth = Gauge(
+            "gatelog_engine_queue_depth",
+            "Engine calls waiting for a slot, by lane (read, write)",
+            ["lane"],
+            registry=r,
+        )
+        self.slots_busy = Gauge(
+            "gatelog_engine_slots_busy", "Engine slots held, by lane", ["lane"], registry=r
+        )
+        self.queue_wait = Histogram(
+            "gatelog_engine_queue_wait_seconds",
+            "Time an engine call waited for its slot, by lane",
+            ["lane"],
+            buckets=ENGINE_BUCKETS,
+            registry=r,
+        )
+        self.rejections = Counter(
+            "gatelog_engine_rejections",
+            "Engine calls refused after their bounded wait, by lane and reason: queue_full "
+            "(too many waiting), queue_timeout (503), caller_share (the caller's own share "
+            "stayed full: 429)",
+            ["lane", "reason"],
+            registry=r,
+        )
+        for lane in LANES:
+            self.queue_depth.labels(lane)
+            self.slots_busy.labels(lane)
+            self.queue_wait.labels(lane)
+            for reason in REJECT_REASONS:
+                self.rejections.labels(lane, reason)
         # Every known series exists from the start (at 0), so rates and alerts work
         # before the first event.
         for kind in INGEST_KINDS:
@@ -104,6 +140,19 @@ class Metrics:
     def observe_engine(self, kind: str, seconds: float) -> None:
         """The store's observer hook (``Store.add_observer``)."""
         self.engine_duration.labels(kind).observe(seconds)
+
+    # service.gate.LaneObserver
+    def lane_queue_depth(self, lane: str, depth: int) -> None:
+        self.queue_depth.labels(lane).set(depth)
+
+    def lane_busy(self, lane: str, busy: int) -> None:
+        self.slots_busy.labels(lane).set(busy)
+
+    def lane_waited(self, lane: str, seconds: float) -> None:
+        self.queue_wait.labels(lane).observe(seconds)
+
+    def lane_rejected(self, lane: str, reason: str) -> None:
+        self.rejections.labels(lane, reason).inc()
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

@@ -11,9 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from . import __version__, logs
+from . import __version__, export, logs, stats
+from .columns import LOGS
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
-from .params import LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP
+from .params import FILTERS, LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP, Filter
 from .settings import Settings
 from .usage import zone_names
 
@@ -25,24 +26,22 @@ INT: Schema = {"type": "integer"}
 STR: Schema = {"type": "string"}
 # Types of the log fields as the API returns them (created_at in Unix seconds).
 _ITEM_TYPES: dict[str, Schema] = {
-    "id": INT, "user_id": INT, "created_at": INT, "type": INT, "content": STR,
-    "username": STR, "token_name": STR, "model_name": STR, "quota": INT,
-    "prompt_tokens": INT, "completion_tokens": INT, "use_time": INT,
-    "is_stream": {"type": "boolean"}, "channel_id": INT, "channel_name": STR,
-    "channel": {**INT, "description": "the channel id again, under the name the gateway's "
-                "own UI reads"},
-    "token_id": INT, "group": STR, "ip": STR, "request_id": STR,
-    "upstream_request_id": {**STR, "description": "the upstream provider's request id, "
-                            "when the gateway logged one (else empty)"},
-    "other": {"type": "string", "description": "JSON text (pricing ratios, timings, ...)"},
-}  # fmt: skip
+    **{
+        c.name: {"type": c.api_type, **({"description": c.description} if c.description else {})}
+        for c in LOGS
+    },
+    "channel": {
+        **INT,
+        "description": "the channel id again, under the name the gateway's own UI reads",
+    },
+}
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
 MY_STAT_FIELDS = ("total_requests", "total_quota", "today_requests", "today_quota")
-SERIES_FIELDS = ("requests", "quota", "prompt_tokens", "completion_tokens")
-INTERVALS = ("minute", "hour", "day")
-GROUP_BY_USER = ("model_name", "token_name", "group")
-GROUP_BY_ADMIN = (*GROUP_BY_USER, "username", "channel")
-EXPORT_FORMATS = ("csv", "ndjson")
+SERIES_FIELDS = stats.FIGURES
+INTERVALS = tuple(stats.INTERVALS)
+GROUP_BY_USER = tuple(stats.GROUP_KEYS_USER)
+GROUP_BY_ADMIN = tuple(stats.GROUP_KEYS_ADMIN)
+EXPORT_FORMATS = tuple(export.FORMATS)
 
 
 def ref(kind: str, name: str) -> Schema:
@@ -114,6 +113,14 @@ def _ingest_row(fields: tuple[Field, ...], description: str) -> Schema:
     }
 
 
+def _filter_schema(f: Filter, settings: Settings) -> Schema:
+    if f.kind == "type":
+        return {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0}
+    if f.kind == "int":
+        return {"type": "integer", "minimum": 0, "maximum": f.maximum}
+    return {"type": "string", "maxLength": settings.max_text_param}
+
+
 def _parameters(settings: Settings) -> dict[str, Schema]:
     text = {"type": "string", "maxLength": settings.max_text_param}
 
@@ -150,19 +157,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "token_page_size": page_size(
             settings.token_page_size_default, settings.token_page_size_max
         ),
-        "type": query(
-            "type",
-            {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0},
-            f"log type as the gateway numbers them: 0 all, {types}",
-        ),
-        "start_timestamp": query(
-            "start_timestamp",
-            timestamp,
-            "from this Unix second, inclusive (0: unbounded); not after end_timestamp",
-        ),
-        "end_timestamp": query(
-            "end_timestamp", timestamp, "up to this Unix second, inclusive (0: unbounded)"
-        ),
+        **{f.name: query(f.name, _filter_schema(f, settings), f.description) for f in FILTERS},
         "stat_type": query(
             "type",
             {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0},
@@ -178,24 +173,6 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
             "end_timestamp",
             timestamp,
             "last second, inclusive (0 or missing: now, or the start if that is later)",
-        ),
-        "username": query("username", text, "exact user name (admin only)"),
-        "token_name": query("token_name", text, "exact token name"),
-        "model_name": query(
-            "model_name",
-            text,
-            "exact model name; a value containing % is a LIKE pattern (_ one character, "
-            "a backslash escapes %, _ or a backslash and is otherwise itself)",
-        ),
-        "channel": query(
-            "channel",
-            {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
-            "channel id, 0: all (admin only)",
-        ),
-        "group": query("group", text, "exact group"),
-        "request_id": query("request_id", text, "exact request id"),
-        "upstream_request_id": query(
-            "upstream_request_id", text, "exact request id of the upstream provider"
         ),
         "keyword": query(
             "keyword",
@@ -229,8 +206,9 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "interval": query(
             "interval",
-            {"type": "string", "enum": list(INTERVALS), "default": "hour"},
-            f"bucket width; buckets are aligned to UTC; at most {settings.max_series_buckets} "
+            {"type": "string", "enum": list(INTERVALS), "default": stats.DEFAULT_INTERVAL},
+            "bucket width; hours and days are those of `tz` (local midnights and, in zones "
+            f"offset by a half hour, local hours); at most {settings.max_series_buckets} "
             "buckets over the range, counting one series per group_by value and the total",
         ),
         "group_by_user": query(
@@ -261,7 +239,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         ),
         "format": query(
             "format",
-            {"type": "string", "enum": list(EXPORT_FORMATS), "default": "csv"},
+            {"type": "string", "enum": list(EXPORT_FORMATS), "default": export.DEFAULT_FORMAT},
             "csv (text/csv) or ndjson (application/x-ndjson)",
         ),
     }
@@ -501,9 +479,18 @@ _ERRORS = {
     "403": ("Forbidden", "the token's role or scope does not allow this"),
     "404": ("NotFound", "no such object"),
     "413": ("PayloadTooLarge", "the body is larger than the limit"),
-    "429": ("RateLimited", "too many requests from this client; see Retry-After"),
+    "429": (
+        "RateLimited",
+        "too many requests from this client, or too many of its requests running at once; "
+        "see Retry-After",
+    ),
     "500": ("Internal", "an internal error; the message carries the request id"),
-    "503": ("Unavailable", "the log engine is unreachable or overloaded; retry later"),
+    "503": (
+        "Unavailable",
+        "the log engine is unreachable or overloaded, or a query ran past its time or "
+        "memory bound (the message says what to narrow); retry later (see Retry-After "
+        "when present)",
+    ),
 }
 
 
@@ -515,6 +502,12 @@ def _responses() -> dict[str, Schema]:
             headers["Retry-After"] = {
                 "description": "seconds until a request will be allowed",
                 "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        if status == "503":
+            headers["Retry-After"] = {
+                "description": "seconds to wait when the engine's slots were full",
+                "required": False,
                 "schema": {"type": "integer", "minimum": 1},
             }
         out[name] = {
@@ -571,19 +564,19 @@ def _operation(
     return operation
 
 
-USER_FILTERS = ["type", "start_timestamp", "end_timestamp", "token_name", "model_name"]
-USER_FILTERS += ["group", "request_id", "upstream_request_id"]
-ADMIN_FILTERS = [*USER_FILTERS, "username", "channel"]
-_DIMENSIONS = ["token_name", "model_name", "group", "request_id", "upstream_request_id"]
+USER_FILTERS = [f.name for f in FILTERS if not f.admin_only]
+ADMIN_FILTERS = [f.name for f in FILTERS]
+_DIMENSIONS = [f.name for f in FILTERS if f.kind == "text" and not f.admin_only]
 USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
 ADMIN_STAT = [*USER_STAT, "username", "channel"]
-USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end"]
+USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end", "tz"]
 USER_SERIES += _DIMENSIONS
-ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end"]
+ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end", "tz"]
 ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
 USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
 ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]
-READ_ERRORS = ("400", "401", "403", "503")
+# 429: the caller's own share of the engine stayed full (GATELOG_MAX_CONCURRENT_QUERIES_PER_USER)
+READ_ERRORS = ("400", "401", "403", "429", "503")
 
 
 def _paths() -> dict[str, dict[str, Schema]]:

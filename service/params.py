@@ -6,10 +6,11 @@ only into the parameter dict. A parameter that does not parse is a 400 that name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .columns import LOG_COLUMNS
 from .errors import InvalidParameter
 from .settings import Settings
 
@@ -27,6 +28,8 @@ LOG_TYPES: dict[int, tuple[str, ...]] = {
 TYPE_BY_NAME = {name: number for number, names in LOG_TYPES.items() for name in names}
 MAX_TIMESTAMP = 2**32 - 1
 MAX_PAGE = 1_000_000
+#: the largest channel id (the column's type)
+MAX_CHANNEL = LOG_COLUMNS["channel_id"].value_range[1]
 
 
 def get_raw(query: Mapping[str, str], name: str) -> str | None:
@@ -67,9 +70,30 @@ def get_str(query: Mapping[str, str], name: str, settings: Settings) -> str | No
     raw = get_raw(query, name)
     if raw is None or raw == "":
         return None
-    if len(raw) > settings.max_text_param:
+    return check_length(name, raw, settings)
+
+
+def check_length(name: str, value: str, settings: Settings) -> str:
+    """``value`` if it is no longer than a text parameter may be (400 otherwise)."""
+    if len(value) > settings.max_text_param:
         raise InvalidParameter(name, f"longer than {settings.max_text_param} characters")
-    return raw
+    return value
+
+
+def get_choice(
+    query: Mapping[str, str],
+    name: str,
+    choices: Collection[str],
+    settings: Settings,
+    default: str | None = None,
+) -> str | None:
+    """One of ``choices`` (the enum the document states), or ``default`` when absent."""
+    value = get_str(query, name, settings)
+    if value is None:
+        return default
+    if value not in choices:
+        raise InvalidParameter(name, f"must be one of {', '.join(choices)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -166,26 +190,89 @@ class LogFilter:
         return (" AND ".join(clauses) or "1"), params
 
 
+@dataclass(frozen=True)
+class Filter:
+    """A filter parameter of the log routes: :func:`parse_filter` reads it into the
+    :class:`LogFilter` attribute ``attr``, and the OpenAPI document states it from here."""
+
+    name: str
+    attr: str
+    #: ``type`` (a log type, 0: all), ``int`` (0: unbounded or all) or ``text``
+    kind: str
+    description: str
+    maximum: int = 0
+    admin_only: bool = False
+
+    def parse(self, query: Mapping[str, str], settings: Settings) -> int | str | None:
+        if self.kind == "type":
+            return get_type(query, self.name)
+        if self.kind == "int":
+            return self.number(query)
+        return get_str(query, self.name, settings)
+
+    def number(self, query: Mapping[str, str]) -> int | None:
+        """An ``int`` filter's value; 0 is "not given", as on every route."""
+        return get_int(query, self.name, 0, minimum=0, maximum=self.maximum) or None
+
+
+_TYPES = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
+#: the filters every log route takes, in the document's order (users' first)
+FILTERS: tuple[Filter, ...] = (
+    Filter("type", "type", "type", f"log type as the gateway numbers them: 0 all, {_TYPES}"),
+    Filter(
+        "start_timestamp",
+        "start",
+        "int",
+        "from this Unix second, inclusive (0: unbounded); not after end_timestamp",
+        MAX_TIMESTAMP,
+    ),
+    Filter(
+        "end_timestamp",
+        "end",
+        "int",
+        "up to this Unix second, inclusive (0: unbounded)",
+        MAX_TIMESTAMP,
+    ),
+    Filter("token_name", "token_name", "text", "exact token name"),
+    Filter(
+        "model_name",
+        "model_name",
+        "text",
+        "exact model name; a value containing % is a LIKE pattern (_ one character, "
+        "a backslash escapes %, _ or a backslash and is otherwise itself)",
+    ),
+    Filter("group", "group", "text", "exact group"),
+    Filter("request_id", "request_id", "text", "exact request id"),
+    Filter(
+        "upstream_request_id",
+        "upstream_request_id",
+        "text",
+        "exact request id of the upstream provider",
+    ),
+    Filter("username", "username", "text", "exact user name (admin only)", admin_only=True),
+    Filter(
+        "channel",
+        "channel",
+        "int",
+        "channel id, 0: all (admin only)",
+        MAX_CHANNEL,
+        admin_only=True,
+    ),
+)
+FILTER: dict[str, Filter] = {f.name: f for f in FILTERS}
+_TIME = ("start", "end")
+
+
 def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -> LogFilter:
-    """The list/stat filters; ``username`` and ``channel`` only for admins."""
-    start = get_int(query, "start_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
-    end = get_int(query, "end_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
+    """The list/stat filters (:data:`FILTERS`); the admin-only ones only for admins. The
+    time range is read and checked first."""
+    wanted = [f for f in FILTERS if admin or not f.admin_only]
+    times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
+    start, end = times["start"], times["end"]
     if start is not None and end is not None and start > end:
         raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
-    flt = LogFilter(
-        type=get_type(query),
-        start=start,
-        end=end,
-        token_name=get_str(query, "token_name", settings),
-        model_name=get_str(query, "model_name", settings),
-        group=get_str(query, "group", settings),
-        request_id=get_str(query, "request_id", settings),
-        upstream_request_id=get_str(query, "upstream_request_id", settings),
-    )
-    if admin:
-        flt.username = get_str(query, "username", settings)
-        flt.channel = get_int(query, "channel", 0, minimum=0, maximum=2**32 - 1) or None
-    return flt
+    rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
+    return LogFilter(**times, **rest)
 
 
 def like_pattern(pattern: str) -> str:

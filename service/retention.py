@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from .commands import Command
+from .commands import Command, with_store
 from .deletion import (
     DAY,
     DeleteGuard,
@@ -146,7 +146,6 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from .errors import EngineUnavailable
-    from .store import open_store
 
     days = args.days if args.days is not None else settings.retention_days
     if not days or days <= 0:
@@ -156,22 +155,18 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
 
-    async def run() -> RetentionRun:
-        store = open_store(settings)
-        try:
-            return await run_retention(
-                store,
-                time.time(),
-                days,
-                DeleteGuard(),
-                settings.delete_partitions_per_statement,
-                dry_run=args.dry_run,
-            )
-        finally:
-            await store.close()
+    def work(store: Store) -> Awaitable[RetentionRun]:
+        return run_retention(
+            store,
+            time.time(),
+            days,
+            DeleteGuard(),
+            settings.delete_partitions_per_statement,
+            dry_run=args.dry_run,
+        )
 
     try:
-        result = asyncio.run(run())
+        result = with_store(settings, work)
     except EngineUnavailable as exc:
         print(f"gatelog: {exc.message}", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 PREFIX = "GATELOG_"
+#: a command that prints a good HS256 secret (the messages and the README show it)
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class SettingsError(ValueError):
@@ -80,6 +82,21 @@ class Settings:
     delete_partitions_per_statement: int = 10
     engine_threads: int = 4
     engine_timeout_seconds: float = 30.0
+    # Bounded engine work (docs/limits.md, service/gate.py): each query's time, memory
+    # and answer size are bounded in the engine (0: no bound); engine calls run at most
+    # max_concurrent_queries at once (of one caller at most the per-user share), more
+    # wait in line for the queue timeout, then get 503 (429 past the caller's share);
+    # ingest has its own slots and threads.
+    query_timeout_seconds: float = 30.0
+    query_max_memory_bytes: int = 256 * 1024 * 1024
+    max_answer_bytes: int = 16 * 1024 * 1024
+    max_concurrent_queries: int = 4
+    max_concurrent_queries_per_user: int = 2
+    query_queue_timeout_seconds: float = 5.0
+    max_queued_queries: int = 256
+    max_concurrent_ingests: int = 2
+    ingest_queue_timeout_seconds: float = 30.0
+    max_queued_ingests: int = 256
     # Slow clients: a streamed answer whose client takes longer than this to accept one
     # chunk is cut; a request body not received whole within body_timeout is a 408.
     send_timeout_seconds: float = 30.0
@@ -103,14 +120,26 @@ class Settings:
         return cls(**values)
 
     def check_auth(self) -> None:
-        """The service must not start without a way to verify bearer tokens."""
+        """The service must not start without a way to verify bearer tokens, nor with an
+        HS256 secret shorter than pyjwt's minimum (the hash size, RFC 7518 3.2)."""
         if not self.jwt_secret and not self.jwt_public_key:
             raise SettingsError(
                 "no JWT key configured: set GATELOG_JWT_SECRET (HS256 shared secret, e.g. "
-                "`export GATELOG_JWT_SECRET=$(python -c 'import secrets;"
-                "print(secrets.token_urlsafe(32))')`) or GATELOG_JWT_PUBLIC_KEY "
+                f"`export GATELOG_JWT_SECRET=$({MAKE_SECRET})`) or GATELOG_JWT_PUBLIC_KEY "
                 "(PEM public key for RS256/ES256)"
             )
+        if self.jwt_secret and not self.jwt_public_key:
+            from jwt.algorithms import HMACAlgorithm
+
+            hs256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+            short = hs256.check_key_length(hs256.prepare_key(self.jwt_secret))
+            if short is not None:
+                size = len(self.jwt_secret.encode())
+                minimum = HMACAlgorithm.SHA256().digest_size
+                raise SettingsError(
+                    f"GATELOG_JWT_SECRET is {size} bytes, shorter than the {minimum} bytes "
+                    f"HS256 needs: make a good one with `openssl rand -hex 32` or `{MAKE_SECRET}`"
+                )
 
     def check_gateway(self) -> None:
         if self.gateway_url is None:

@@ -18,11 +18,12 @@ parts merge, and corrections from history deletes are negative rows (service/del
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .columns import DIMENSIONS
 from .errors import InvalidParameter
 from .params import MAX_TIMESTAMP, LogFilter
 from .store import Store
@@ -50,11 +51,7 @@ class Rollup:
 
 
 #: filter/group-by names -> column (same in `logs` and in each rollup); an allowlist
-DIMENSION_COLUMNS = {
-    "user_id": "user_id", "type": "type", "username": "username",
-    "token_name": "token_name", "model_name": "model_name", "channel": "channel_id",
-    "group": "`group`",
-}  # fmt: skip
+DIMENSION_COLUMNS = DIMENSIONS
 DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
 _EVERY = frozenset(DIMENSION_COLUMNS)
 _SITE = frozenset({"type", "model_name", "channel", "group"})
@@ -73,16 +70,12 @@ DEFAULT_STAT_TYPE = 2
 RECENT_SECONDS = 60
 
 INTERVALS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+DEFAULT_INTERVAL = "hour"
 # group_by values -> the column (same name in `logs` and `logs_minute`); an allowlist.
-GROUP_KEYS_USER: dict[str, str] = {
-    "model_name": "model_name",
-    "token_name": "token_name",
-    "group": "`group`",
-}
+GROUP_KEYS_USER: dict[str, str] = {k: DIMENSIONS[k] for k in ("model_name", "token_name", "group")}
 GROUP_KEYS_ADMIN: dict[str, str] = {
     **GROUP_KEYS_USER,
-    "username": "username",
-    "channel": "channel_id",
+    **{k: DIMENSIONS[k] for k in ("username", "channel")},
 }
 FIGURES = ("requests", "quota", "prompt_tokens", "completion_tokens")
 
@@ -223,11 +216,13 @@ def _selects(
     sums: tuple[str, str],
     key: str | None = None,
     bucket: str | None = None,
+    bucket_of: Callable[[str], str] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """One SELECT per table the pieces read (rollups and the raw edges), each with the
     filter's conditions and its pieces' time ranges; with ``bucket`` (a parameter
     placeholder of the bucket size) and ``key`` (a dimension's column), grouped by
-    bucket and key."""
+    bucket and key. ``bucket_of`` (a time column -> its bucket's start in Unix
+    seconds) replaces the UTC-aligned buckets of ``bucket``."""
     where, params = flt.where(time=False)
     by_table: dict[str, tuple[Rollup | None, list[tuple[Bound, Bound]]]] = {}
     for rollup, lo, hi in pieces:
@@ -242,9 +237,10 @@ def _selects(
         )
         cols = sums[0] if rollup else sums[1]
         tail = ""
-        if bucket is not None:
-            cols = (f"intDiv(toUInt32({column}), {bucket}) * {bucket} AS bucket, "
-                    f"{key or chr(39) * 2} AS key, {cols}")  # fmt: skip
+        if bucket is not None or bucket_of is not None:
+            start = (bucket_of(column) if bucket_of is not None
+                     else f"intDiv(toUInt32({column}), {bucket}) * {bucket}")  # fmt: skip
+            cols = f"{start} AS bucket, {key or chr(39) * 2} AS key, {cols}"
             tail = " GROUP BY bucket, key"
         selects.append(f"SELECT {cols} FROM {table} WHERE {where} AND ({cond}){tail}")
     return selects, params
@@ -273,13 +269,41 @@ class Totals:
 
 async def totals(store: Store, flt: LogFilter, lo: Bound, hi: Bound) -> Totals:
     """The four sums over ``[lo, hi)`` and the filter's other conditions, exactly."""
-    pieces = plan_pieces(flt, lo, hi)
-    if not pieces:
-        return Totals()
-    selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
-    sql = f"SELECT {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)})"
-    row = (await store.query(sql, params)).rows[0]
-    return Totals(*(int(value) for value in row))
+    return (await totals_of(store, [(flt, lo, hi)]))[0]
+
+
+Window = tuple[LogFilter, Bound, Bound]
+
+
+def _renamed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
+    """``sql`` with each ``{name:Type}`` placeholder of ``params`` renamed ``{prefix_name:``
+    (placeholder names only; the values stay parameters), so that several windows'
+    statements can share one query."""
+    for name in sorted(params, key=len, reverse=True):
+        sql = sql.replace("{" + name + ":", "{" + prefix + name + ":")
+    return sql, {prefix + name: value for name, value in params.items()}
+
+
+async def totals_of(store: Store, windows: Sequence[Window]) -> list[Totals]:
+    """:func:`totals` of several ``(filter, lo, hi)`` windows in one engine round trip:
+    each window's pieces tagged with its index, summed per window."""
+    selects: list[str] = []
+    params: dict[str, Any] = {}
+    for n, (flt, lo, hi) in enumerate(windows):
+        pieces = plan_pieces(flt, lo, hi)
+        if not pieces:
+            continue
+        own, own_params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
+        for select in own:
+            sql, renamed = _renamed(select, own_params, f"w{n}_")
+            selects.append(sql.replace("SELECT ", f"SELECT {n} AS w, ", 1))
+            params.update(renamed)
+    found: dict[int, Totals] = {}
+    if selects:
+        sql = f"SELECT w, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) GROUP BY w"
+        for w, *row in (await store.query(sql, params)).rows:
+            found[int(w)] = Totals(*(int(value) for value in row))
+    return [found.get(n, Totals()) for n in range(len(windows))]
 
 
 async def bucket_counts(
@@ -302,10 +326,12 @@ async def bucket_counts(
 
 
 def count_bucket(flt: LogFilter) -> int:
-    """The bucket size for :func:`bucket_counts` of a list: hours where a rollup keeps
-    hours for the filter's dimensions (site-wide filters), else days."""
-    hourly = levels(filter_dimensions(flt), HOUR)
-    return HOUR if hourly and hourly[0].grain == HOUR else DAY
+    """The bucket size for :func:`bucket_counts` of a list: whole UTC days. Their counts
+    come from the day rollups (site-wide: a few dozen rows a day) and the edges of the
+    range; the page bounded to the newest days that hold it then reads those days in
+    time order (the ``logs_by_time`` projection, schema/017) and stops after the page,
+    so finer buckets would cost more to count than they save."""
+    return DAY
 
 
 def zone_grain(tz: str, lo: int, hi: int) -> int:
@@ -337,15 +363,12 @@ def stat_filter(flt: LogFilter) -> LogFilter:
     return replace(flt, type=flt.type if flt.type is not None else DEFAULT_STAT_TYPE)
 
 
-async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
-    """``quota``, ``requests`` and the token sums over the filter's time range, and
-    ``rpm``/``tpm`` over the last 60 seconds (the time range ignored). The two windows
-    are separate queries run side by side; neither can blank the other's figures."""
-    flt = stat_filter(flt)
-    in_range, recent = await asyncio.gather(
-        totals(store, flt, *half_open(flt.start, flt.end)),
-        totals(store, flt, int(now) - RECENT_SECONDS, None),
-    )
+def stat_windows(flt: LogFilter, now: float) -> list[Window]:
+    """The two windows of a stat: the filter's range, and the last 60 seconds (rpm/tpm)."""
+    return [(flt, *half_open(flt.start, flt.end)), (flt, int(now) - RECENT_SECONDS, None)]
+
+
+def stat_figures(in_range: Totals, recent: Totals) -> dict[str, int]:
     return {
         "quota": in_range.quota,
         "rpm": recent.requests,
@@ -356,16 +379,25 @@ async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
     }
 
 
-async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[str, int]:
-    """The newer gateway's extra figures of a user's stat: their consume logs of all
-    time and since local midnight in ``tz`` (the request's other filters ignored, as
-    the gateway does)."""
+async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
+    """``quota``, ``requests`` and the token sums over the filter's time range, and
+    ``rpm``/``tpm`` over the last 60 seconds (the time range ignored), in one engine
+    round trip (:func:`totals_of`)."""
+    flt = stat_filter(flt)
+    in_range, recent = await totals_of(store, stat_windows(flt, now))
+    return stat_figures(in_range, recent)
+
+
+def own_windows(user_id: int, now: float, tz: str) -> list[Window]:
+    """The windows of :func:`own_totals`: the user's consume logs of all time and since
+    local midnight in ``tz``."""
     from .usage import local_midnight
 
     flt = LogFilter(user_id=user_id, type=DEFAULT_STAT_TYPE)
-    overall, today = await asyncio.gather(
-        totals(store, flt, None, None), totals(store, flt, local_midnight(now, tz), None)
-    )
+    return [(flt, None, None), (flt, local_midnight(now, tz), None)]
+
+
+def own_figures(overall: Totals, today: Totals) -> dict[str, int]:
     return {
         "total_requests": overall.requests,
         "total_quota": overall.quota,
@@ -374,24 +406,99 @@ async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[st
     }
 
 
+async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[str, int]:
+    """The newer gateway's extra figures of a user's stat: their consume logs of all
+    time and since local midnight in ``tz`` (the request's other filters ignored, as
+    the gateway does)."""
+    return own_figures(*await totals_of(store, own_windows(user_id, now, tz)))
+
+
+async def self_stat(
+    store: Store, flt: LogFilter, user_id: int, now: float, tz: str
+) -> dict[str, int]:
+    """A user's stat: :func:`stat` and :func:`own_totals` together, one round trip."""
+    flt = stat_filter(flt)
+    in_range, recent, overall, today = await totals_of(
+        store, [*stat_windows(flt, now), *own_windows(user_id, now, tz)]
+    )
+    return {**stat_figures(in_range, recent), **own_figures(overall, today)}
+
+
 @dataclass(frozen=True)
 class SeriesRequest:
     start: int
     end: int
     interval: str
     group_by: str | None = None
+    #: the IANA zone whose hours and days the buckets follow
+    tz: str = "UTC"
 
     @property
     def size(self) -> int:
         return INTERVALS[self.interval]
 
     @property
-    def first_bucket(self) -> int:
-        return self.start // self.size * self.size
+    def zoned(self) -> bool:
+        """Buckets follow ``tz`` rather than multiples of their size (a minute is the
+        same minute in every zone: every offset in use is whole minutes)."""
+        return self.tz != "UTC" and self.size != MINUTE
 
     @property
     def bucket_count(self) -> int:
-        return (self.end // self.size * self.size - self.first_bucket) // self.size + 1
+        """At least the number of buckets (exact for UTC-aligned ones), known before the
+        local buckets are listed."""
+        size = self.size
+        return (self.end // size * size - self.start // size * size) // size + 1
+
+    def bucket_starts(self) -> list[int]:
+        """The start of every bucket from the one holding ``start`` to the one holding
+        ``end``, in Unix seconds."""
+        size = self.size
+        if not self.zoned:
+            first = self.start // size * size
+            return list(range(first, self.end // size * size + 1, size))
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(self.tz)
+        starts = [zone_floor(self.start, size, zone)]
+        # Local hours last 30 to 90 minutes and local days 23 or 25 hours around DST
+        # changes (or less when a zone moved): probe in quarter hours, which every
+        # offset change is made of, from well inside the current bucket.
+        ahead = size // 2 if size == HOUR else 20 * HOUR
+        while True:
+            at = starts[-1] + ahead
+            following = zone_floor(at, size, zone)
+            while following <= starts[-1]:
+                at += 15 * MINUTE
+                following = zone_floor(at, size, zone)
+            if following > self.end:
+                return starts
+            starts.append(following)
+
+    def bucket_sql(self, column: str) -> str:
+        """The start of ``column``'s local bucket (needs the ``tz`` parameter)."""
+        function = "toStartOfHour" if self.size == HOUR else "toStartOfDay"
+        return f"toUInt32({function}({column}, {{tz:String}}))"
+
+    def grain(self, lo: int, hi: int) -> int:
+        """The bucket size to choose rollup levels with (:func:`levels`): the interval,
+        or for local buckets the coarsest grain aligned with ``tz`` (:func:`zone_grain`)."""
+        if not self.zoned:
+            return self.size
+        return min(self.size, zone_grain(self.tz, lo, hi))
+
+
+def zone_floor(at: int, size: int, zone: Any) -> int:
+    """The start of the local hour (``size`` HOUR) or day (DAY) of ``zone`` holding the
+    Unix second ``at``."""
+    from datetime import datetime
+
+    local = datetime.fromtimestamp(at, zone)
+    if size == DAY:
+        return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+    offset = local.utcoffset()
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    return at - (at + seconds) % size
 
 
 def check_series(request: SeriesRequest, max_buckets: int) -> None:
@@ -411,19 +518,23 @@ async def series(
     group_keys: dict[str, str],
     max_buckets: int,
 ) -> dict[str, Any]:
-    """Zero-filled buckets of ``request.interval`` (aligned to UTC) from ``start`` to
-    ``end``; the first and last buckets hold only the part of them inside the range.
+    """Zero-filled buckets of ``request.interval`` (the hours and days of ``request.tz``)
+    from ``start`` to ``end``; the first and last buckets hold only the part of them
+    inside the range.
     With ``group_by``, also one series per value of that column, largest first."""
     check_series(request, max_buckets)
     flt = stat_filter(flt)
     key = group_keys[request.group_by] if request.group_by else None
-    pieces = plan_pieces(flt, *half_open(request.start, request.end), request.group_by,
-                         request.size)  # fmt: skip
+    lo, hi = half_open(request.start, request.end)
+    assert lo is not None and hi is not None
+    pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:
+        zoned = request.bucket_sql if request.zoned else None
         selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), key,
-                                   "{bucket_size:UInt32}")  # fmt: skip
+                                   "{bucket_size:UInt32}", zoned)  # fmt: skip
         params["bucket_size"] = request.size
+        params["tz"] = request.tz
         sql = (
             f"SELECT bucket, key, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) "
             # cells whose rows a history delete took out net to zero: not a group
@@ -433,20 +544,25 @@ async def series(
     return _shape_series(request, rows, max_buckets)
 
 
-def _zero_buckets(request: SeriesRequest) -> list[dict[str, int]]:
-    return [
-        {"timestamp": request.first_bucket + i * request.size, **dict.fromkeys(FIGURES, 0)}
-        for i in range(request.bucket_count)
-    ]
+def _zero_buckets(starts: Sequence[int]) -> list[dict[str, int]]:
+    return [{"timestamp": start, **dict.fromkeys(FIGURES, 0)} for start in starts]
 
 
 def _shape_series(
     request: SeriesRequest, rows: Sequence[tuple[Any, ...]], max_buckets: int
 ) -> dict[str, Any]:
-    total = _zero_buckets(request)
+    starts = request.bucket_starts()
+    if len(starts) > max_buckets:  # local days and hours: a DST hour or a moved zone
+        raise InvalidParameter(
+            "interval",
+            f"{len(starts)} buckets of one {request.interval} is more than the limit of "
+            f"{max_buckets}; choose a longer interval or a shorter range",
+        )
+    total = _zero_buckets(starts)
     per_key: dict[Any, list[dict[str, int]]] = {}
     for bucket, key, *figures in rows:
-        index = (int(bucket) - request.first_bucket) // request.size
+        # the bucket whose start is the latest at or before the row's bucket start
+        index = bisect_right(starts, int(bucket)) - 1
         if not 0 <= index < len(total):  # pragma: no cover - the range condition excludes it
             continue
         targets = [total[index]]
@@ -460,7 +576,7 @@ def _shape_series(
                         f"total) is more than the limit of {max_buckets} buckets; filter, "
                         "choose a longer interval or a shorter range",
                     )
-                per_key[key] = _zero_buckets(request)
+                per_key[key] = _zero_buckets(starts)
             targets.append(per_key[key][index])
         for target in targets:
             for name, value in zip(FIGURES, figures, strict=True):

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -29,10 +30,14 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from .cluster import CLUSTER_SETTINGS
 from .errors import BadRequest, EngineError, EngineUnavailable
+from .failures import check_data_dir
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: the lane of the current engine work: "write" for ingest's own calls (inserts and
+#: the queries they need, such as the id lease), which then never queue behind reads
+LANE: ContextVar[str] = ContextVar("gatelog_lane", default="read")
 Params = Mapping[str, Any] | None
 
 EMBEDDED_DATABASE = "gatelog"
@@ -65,6 +70,21 @@ UNAVAILABLE_CODES = frozenset(
 )
 # Codes that mean the data we were given cannot be stored as typed: the client's fault.
 BAD_DATA_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 321})
+# A query the engine cancelled at a bound of ours (service/gate.py): what to narrow.
+_NARROW = (
+    "narrow it: a shorter time range (start_timestamp, end_timestamp), more filters "
+    "(username, token_name, model_name, channel, type), a longer keyword or a smaller page"
+)
+BOUND_MESSAGES = {
+    159: "the query took longer than the query timeout (GATELOG_QUERY_TIMEOUT_SECONDS); " + _NARROW,
+    241: "the query needed more memory than a query may use (GATELOG_QUERY_MAX_MEMORY_BYTES); "
+    + _NARROW,
+}
+TOO_MANY_BYTES = 396  # TOO_MANY_ROWS_OR_BYTES: max_result_bytes, set on queries only
+ANSWER_TOO_LARGE = (
+    "the answer would be larger than an answer may be (GATELOG_MAX_ANSWER_BYTES): ask for "
+    "fewer rows (page_size) or narrow the filters"
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,10 @@ def translate(exc: BaseException) -> Exception:
     if isinstance(exc, OperationalError | ConnectionError | TimeoutError | asyncio.TimeoutError):
         return EngineUnavailable("the log engine is unavailable, retry later")
     code = getattr(exc, "code", None)
+    if code in BOUND_MESSAGES:
+        return EngineUnavailable(BOUND_MESSAGES[code])
+    if code == TOO_MANY_BYTES:
+        return BadRequest(ANSWER_TOO_LARGE)
     if code in UNAVAILABLE_CODES:
         return EngineUnavailable("the log engine is overloaded or unavailable, retry later")
     if code in BAD_DATA_CODES:
@@ -165,6 +189,12 @@ class Store(ABC):
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """Row blocks of a query, without holding the whole result in memory."""
 
+    async def connected(self) -> None:
+        """Wait until the backend can take a call (a server's client is connected);
+        raises EngineUnavailable when it cannot. The gate waits here before taking a
+        slot, so requests facing an unreachable engine fail together, holding none."""
+        await asyncio.sleep(0)  # the embedded engine is always there
+
     @abstractmethod
     async def ping(self) -> bool: ...
 
@@ -182,15 +212,28 @@ class Store(ABC):
 class ChdbStore(Store):
     """The embedded engine: chDB in this process, its calls on a thread pool."""
 
-    def __init__(self, path: str, threads: int = 4, database: str = EMBEDDED_DATABASE) -> None:
+    def __init__(
+        self,
+        path: str,
+        threads: int = 4,
+        database: str = EMBEDDED_DATABASE,
+        write_threads: int = 2,
+    ) -> None:
         import clickhouse_connect
 
+        check_data_dir(path.split("?", 1)[0])
         self.path = path
         self.database = database
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
+        # Lanes of threads: inserts never queue behind reads, and a readiness probe never
+        # queues behind either (see service/gate.py for the slots in front of them).
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chdb")
+        self._write_pool = ThreadPoolExecutor(
+            max_workers=max(1, write_threads), thread_name_prefix="chdb-write"
+        )
+        self._probe_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb-probe")
         with translated():
             boot = clickhouse_connect.get_client(interface="chdb", path=path)
             boot.command(f"CREATE DATABASE IF NOT EXISTS {database}")
@@ -216,10 +259,16 @@ class ChdbStore(Store):
             with translated():
                 return fn(self._client())
 
+        if kind == "ping":
+            pool = self._probe_pool
+        elif kind == "insert" or LANE.get() == "write":
+            pool = self._write_pool
+        else:
+            pool = self._pool
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            return await asyncio.get_running_loop().run_in_executor(pool, call)
         finally:
-            self._observe(kind, started)
+            self._observe("query" if kind == "ping" else kind, started)
 
     async def stream(
         self, sql: str, params: Params = None, settings: Params = None
@@ -270,12 +319,14 @@ class ChdbStore(Store):
 
     async def ping(self) -> bool:
         try:
-            return bool((await self.query("SELECT 1")).scalar() == 1)
+            rows = await self._run("ping", lambda client: client.query("SELECT 1").result_rows)
+            return bool(rows and rows[0][0] == 1)
         except (EngineUnavailable, EngineError):
             return False
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for pool in (self._pool, self._write_pool, self._probe_pool):
+            pool.shutdown(wait=True)
         with self._lock:
             for client in self._clients:
                 with _suppress():
@@ -319,6 +370,12 @@ class HttpStore(Store):
             attempt.add_done_callback(done)
         # A caller that gives up (cancelled) does not cancel the attempt for the others.
         return await asyncio.shield(self._connecting)
+
+    async def connected(self) -> None:
+        try:
+            await self._get()
+        except TimeoutError as exc:
+            raise translate(exc) from exc
 
     async def _connect(self) -> Any:
         import clickhouse_connect
@@ -396,17 +453,21 @@ def _suppress() -> Iterator[None]:
 
 def open_store(settings: Settings) -> Store:
     if settings.clickhouse_url:
+        # The client waits past the query timeout, so the server cancels a slow query
+        # (and says so) before the client gives up on it.
+        timeout = settings.engine_timeout_seconds
+        if settings.query_timeout_seconds:
+            timeout = max(timeout, settings.query_timeout_seconds + 5.0)
         return HttpStore(
-            settings.clickhouse_url,
-            timeout=settings.engine_timeout_seconds,
-            cluster=settings.clickhouse_cluster,
+            settings.clickhouse_url, timeout=timeout, cluster=settings.clickhouse_cluster
         )
     if settings.clickhouse_cluster:
         raise SettingsError(
             "GATELOG_CLICKHOUSE_CLUSTER needs a ClickHouse server: set GATELOG_CLICKHOUSE_URL "
             "(the embedded engine is a single node)"
         )
-    import os
-
-    os.makedirs(settings.data_dir, exist_ok=True)
-    return ChdbStore(settings.data_dir, threads=settings.engine_threads)
+    return ChdbStore(
+        settings.data_dir,
+        threads=max(settings.engine_threads, settings.max_concurrent_queries),
+        write_threads=max(1, settings.max_concurrent_ingests),
+    )

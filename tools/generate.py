@@ -34,7 +34,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from service.commands import Command
+from service.bulk import arrow_table
+from service.columns import LOGS, TOKENS
+from service.commands import Command, with_store
 from service.settings import Settings
 
 CHUNK_ROWS = 1 << 18
@@ -270,15 +272,16 @@ class World:
     def tokens_table(self, version: int = 1) -> pa.Table:
         from service.tokenhash import hash_key
 
-        return pa.table(
+        return arrow_table(
+            TOKENS,
             {
-                "id": pa.array(self.token_ids, pa.uint64()),
-                "key_hash": pa.array([hash_key(k) for k in self.token_keys()], pa.string()),
-                "name": pa.array(self.token_names, pa.string()),
-                "user_id": pa.array(self.token_user, pa.uint64()),
-                "status": pa.array(self.token_status, pa.uint8()),
-                "version": pa.array(np.full(len(self.token_ids), version, np.uint64)),
-            }
+                "id": self.token_ids,
+                "key_hash": [hash_key(k) for k in self.token_keys()],
+                "name": self.token_names,
+                "user_id": self.token_user,
+                "status": self.token_status,
+                "version": np.full(len(self.token_ids), version, np.uint64),
+            },
         )
 
     # -- traffic over time ---------------------------------------------------------------
@@ -411,37 +414,34 @@ class World:
 
         english = self.user_english[users]
         strings = _Strings(self, rng, n)
-        return pa.table(
+        return arrow_table(
+            LOGS,
             {
-                "id": pa.array(
-                    np.arange(spec.first_id + first_row, spec.first_id + first_row + n),
-                    pa.uint64(),
-                ),
-                "user_id": pa.array(self.user_ids[users], pa.uint64()),
-                "created_at": pa.array(created.astype(np.uint32), pa.uint32()),
-                "type": pa.array(types, pa.uint8()),
+                "id": np.arange(spec.first_id + first_row, spec.first_id + first_row + n),
+                "user_id": self.user_ids[users],
+                "created_at": created.astype(np.uint32),
+                "type": types,
                 "content": strings.content(types, models, groups, english, status_idx,
                                            topup_amount),
                 "username": strings.take(self.usernames, users),
                 "token_name": strings.take_or_empty(self.token_names, tokens_used),
                 "model_name": strings.take_or_empty(self.model_names, models),
-                "quota": pa.array(quota, pa.int64()),
-                "prompt_tokens": pa.array(prompt, pa.int64()),
-                "completion_tokens": pa.array(completion, pa.int64()),
-                "use_time": pa.array(use_time, pa.int32()),
-                "is_stream": pa.array(stream, pa.bool_()),
-                "channel_id": pa.array(channels, pa.uint32()),
+                "quota": quota,
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "use_time": use_time,
+                "is_stream": stream,
+                "channel_id": channels,
                 "channel_name": strings.take_or_empty(
                     self.channel_names, channels.astype(np.int64) - 1
                 ),
-                "token_id": pa.array(
-                    np.where(tokens_used >= 0, tokens_used + 1, 0).astype(np.uint64), pa.uint64()
-                ),
+                "token_id": np.where(tokens_used >= 0, tokens_used + 1, 0).astype(np.uint64),
                 "group": strings.take(self.group_names, groups),
                 "ip": strings.take(self.user_ip, users),
                 "request_id": strings.request_ids(created, request),
+                "upstream_request_id": pa.repeat(pa.scalar(""), n),
                 "other": strings.other(types, models, channels, groups, cached, frt, status_idx),
-            }
+            },
         )  # fmt: skip
 
     def batches(self) -> Iterator[tuple[int, pa.Table]]:
@@ -694,23 +694,14 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from service.migrate import migrate
-    from service.store import open_store
-
     if args.rows < 1 or args.days < 1 or args.first_id < 1 or args.users < 0:
         print("gatelog: --rows, --days and --first-id must be positive", file=sys.stderr)
         return 2
     spec = Spec(args.rows, args.days, args.seed, args.end, args.first_id, args.users).resolved()
 
-    async def run() -> tuple[int, float]:
-        store = open_store(settings)
-        try:
-            await migrate(store, cluster=settings.clickhouse_cluster)
-            return await write(store, spec, progress=not args.no_progress)
-        finally:
-            await store.close()
-
-    rows, seconds = asyncio.run(run())
+    rows, seconds = with_store(
+        settings, lambda store: write(store, spec, progress=not args.no_progress), migrate=True
+    )
     print(
         f"generated {rows} logs over {spec.days} days ending {spec.end} (seed {spec.seed}, "
         f"{spec.users} users) in {seconds:.1f} s: {rows / max(seconds, 1e-9):,.0f} rows/s"

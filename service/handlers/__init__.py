@@ -7,6 +7,7 @@ from aiohttp import web
 
 from ..auth import Principal
 from ..errors import Unauthorized
+from ..gate import CALLER
 from ..keys import AUTH, GATEWAY
 
 
@@ -25,4 +26,5 @@ async def principal(request: web.Request, role: int) -> Principal:
             raise
         who = await gateway.authenticate(request.headers)
     require_role(who, role)
+    CALLER.set(f"user:{who.user_id}")  # the engine share this request's work counts to
     return who

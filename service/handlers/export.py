@@ -11,10 +11,10 @@ from aiohttp import web
 
 from .. import export
 from ..auth import ROLE_ADMIN, ROLE_USER
-from ..errors import ApiError, InvalidParameter
+from ..errors import ApiError
 from ..keys import CLOCK, METRICS, SETTINGS, STORE
 from ..logs import ADMIN_FIELDS, USER_FIELDS
-from ..params import LogFilter, get_str, parse_filter
+from ..params import LogFilter, get_choice, parse_filter
 from ..web import REQUEST_ID
 from . import principal
 
@@ -38,9 +38,8 @@ async def _export(
     request: web.Request, flt: LogFilter, fields: Sequence[str], user_view: bool
 ) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    fmt = get_str(request.query, "format", settings) or "csv"
-    if fmt not in export.FORMATS:
-        raise InvalidParameter("format", f"must be one of {', '.join(export.FORMATS)}")
+    fmt = get_choice(request.query, "format", export.FORMATS, settings, export.DEFAULT_FORMAT)
+    assert fmt is not None
     blocks = export.export_blocks(
         request.app[STORE],
         flt,
@@ -48,6 +47,7 @@ async def _export(
         user_view,
         settings.export_window_rows,
         settings.export_block_rows,
+        settings.max_answer_bytes,
     )
     totals = export.ExportTotals()
     send_timeout = settings.send_timeout_seconds

@@ -20,7 +20,7 @@ from ..ingest import (
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
 from ..rollup import wait_for_markers
-from ..store import ChdbStore
+from ..store import LANE, ChdbStore
 from ..tokenhash import hash_key
 from ..web import ok
 
@@ -30,6 +30,7 @@ def _writer(request: web.Request) -> None:
     if who is None:  # pragma: no cover - authenticate raises instead
         raise Unauthorized("missing credentials")
     require_scope(who, SCOPE_WRITE)
+    LANE.set("write")  # this request's engine work goes in the ingest lane (service/gate.py)
 
 
 async def ingest_logs(request: web.Request) -> web.Response:
@@ -45,7 +46,7 @@ async def ingest_logs(request: web.Request) -> web.Response:
     # so the delete's count and the rollup stay exact (service/deletion.py).
     created = [row[LOG_COLUMNS.index("created_at")] for row in rows]
     store = request.app[STORE]
-    if not isinstance(store, ChdbStore):
+    if not isinstance(getattr(store, "inner", store), ChdbStore):
         # Another process may be deleting or repairing these days on the same server:
         # wait for its marker (service/rollup.py). The embedded engine has one process.
         await wait_for_markers(store, min(created), max(created))

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter, NotFound, RateLimited
+from ..gate import CALLER
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
 from ..logs import (
     ADMIN_FIELDS,
@@ -16,7 +17,7 @@ from ..logs import (
     token_logs,
     with_channel,
 )
-from ..params import get_page, get_raw, get_str, parse_filter
+from ..params import check_length, get_page, get_raw, get_str, parse_filter
 from ..ratelimit import client_ip
 from ..tokenhash import KEY_SPACE, hash_key
 from ..web import ok
@@ -99,17 +100,14 @@ async def by_token(request: web.Request) -> web.Response:
         raise error
     settings = request.app[SETTINGS]
     given = get_raw(request.query, "key")
-    raw = given or ""
-    if len(raw) > settings.max_text_param:
-        raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
-    key = raw.strip(KEY_SPACE)
+    key = check_length("key", given or "", settings).strip(KEY_SPACE)
     if given is None:  # no `key` at all: newer gateway builds send it in Authorization
         key = key_from_authorization(request.headers.get("Authorization", ""))
-        if len(key) > settings.max_text_param:
-            raise InvalidParameter("key", f"longer than {settings.max_text_param} characters")
+        check_length("key", key, settings)
     if not key:
         raise InvalidParameter("key", "is required (the token's secret key)")
     page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)
+    CALLER.set(f"ip:{ip}")  # anonymous: the engine share is the client address's
     store = request.app[STORE]
     token = await find_token(store, hash_key(key))
     if token is None or token["status"] == TOKEN_STATUS_DISABLED:

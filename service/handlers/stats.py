@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ..auth import ROLE_ADMIN, ROLE_USER
-from ..errors import InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
-from ..params import LogFilter, get_str, parse_filter
+from ..params import LogFilter, get_choice, parse_filter
 from ..performance import performance
 from ..stats import (
+    DEFAULT_INTERVAL,
     GROUP_KEYS_ADMIN,
     GROUP_KEYS_USER,
     INTERVALS,
     SeriesRequest,
-    own_totals,
+    self_stat,
     series,
     stat,
 )
@@ -24,7 +22,6 @@ from ..usage import get_tz
 from ..web import ok
 from . import principal
 
-DEFAULT_INTERVAL = "hour"
 #: a series without start_timestamp covers the day before its end
 DEFAULT_SPAN = 86400
 
@@ -42,10 +39,7 @@ async def stat_self(request: web.Request) -> web.Response:
     flt.user_id = who.user_id
     tz = get_tz(request.query, settings.time_zone)
     store, now = request.app[STORE], request.app[CLOCK]()
-    figures, overall = await asyncio.gather(
-        stat(store, flt, now), own_totals(store, who.user_id, now, tz)
-    )
-    return ok({**figures, **overall})
+    return ok(await self_stat(store, flt, who.user_id, now, tz))
 
 
 def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:
@@ -54,15 +48,12 @@ def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> Series
     if end is None:  # now, or the start if a later one is asked for
         end = max(int(request.app[CLOCK]()), flt.start or 0)
     start = flt.start if flt.start is not None else max(0, end - DEFAULT_SPAN)
-    interval = get_str(request.query, "interval", settings) or DEFAULT_INTERVAL
-    if interval not in INTERVALS:
-        raise InvalidParameter("interval", f"must be one of {', '.join(INTERVALS)}")
-    keys = GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
-    group_by = get_str(request.query, "group_by", settings)
-    if group_by is not None and group_by not in keys:
-        raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
+    interval = get_choice(request.query, "interval", INTERVALS, settings, DEFAULT_INTERVAL)
+    assert interval is not None
+    group_by = _group_by(request, admin)
     flt.start, flt.end = start, end
-    return SeriesRequest(start, end, interval, group_by)
+    tz = get_tz(request.query, settings.time_zone)
+    return SeriesRequest(start, end, interval, group_by, tz)
 
 
 async def series_all(request: web.Request) -> web.Response:
@@ -90,10 +81,7 @@ async def series_self(request: web.Request) -> web.Response:
 
 def _group_by(request: web.Request, admin: bool) -> str | None:
     keys = GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
-    group_by = get_str(request.query, "group_by", request.app[SETTINGS])
-    if group_by is not None and group_by not in keys:
-        raise InvalidParameter("group_by", f"must be one of {', '.join(keys)}")
-    return group_by
+    return get_choice(request.query, "group_by", keys, request.app[SETTINGS])
 
 
 async def performance_all(request: web.Request) -> web.Response:

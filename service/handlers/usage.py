@@ -8,7 +8,7 @@ from aiohttp import web
 from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import BadRequest, InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
-from ..params import MAX_TIMESTAMP, get_int, get_str
+from ..params import FILTER, get_str
 from ..usage import SELF_MAX_SPAN, SELF_SPAN_MESSAGE, get_tz, usage_rows
 from ..web import ok
 from . import principal
@@ -20,8 +20,8 @@ DEFAULT_SPAN = 86400
 def _range(request: web.Request) -> tuple[int, int]:
     # `default_time` is sent by the gateway's UI and ignored, as the gateway does.
     # 0 is "not given", as on every other endpoint
-    end = get_int(request.query, "end_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
-    start = get_int(request.query, "start_timestamp", 0, minimum=0, maximum=MAX_TIMESTAMP) or None
+    end = FILTER["end_timestamp"].number(request.query)
+    start = FILTER["start_timestamp"].number(request.query)
     if end is None:
         end = max(int(request.app[CLOCK]()), start or 0)
     if start is None:

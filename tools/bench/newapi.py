@@ -212,6 +212,10 @@ QUERIES: dict[str, tuple[str, ...]] = {
         f"SELECT count(*) FROM {CLICKHOUSE_TABLE}",
         f"SELECT {_ALL} FROM {CLICKHOUSE_TABLE} ORDER BY id DESC LIMIT 20 OFFSET 0",
     ),
+    "list_all_p50": (
+        f"SELECT count(*) FROM {CLICKHOUSE_TABLE}",
+        f"SELECT {_ALL} FROM {CLICKHOUSE_TABLE} ORDER BY id DESC LIMIT 20 OFFSET 980",
+    ),
     "list_all_filtered": (
         f"SELECT count(*) FROM {CLICKHOUSE_TABLE} WHERE type = {{type:Int32}} "
         "AND model_name LIKE {model:String} AND created_at >= {start:Int64} "

@@ -5,11 +5,20 @@ The benchmark runs this instead of the bare command so that the service's overhe
 be read per request (client latency minus engine time, measured at the same moment),
 rather than by comparing with engine timings taken at another moment on a busy machine.
 Everything else (app, routes, auth, middleware, engine) is the service's own.
+
+One route is the bench's own: ``POST /bench/baseline`` runs the statements in its body
+(``{"statements": [...], "params": {...}}``: new-api's SQL for a case, on its table in
+the same data directory) on the service's engine, side by side as new-api's code sends
+them, and answers their engine time in the same header. The bench alternates it with the
+service's requests, so both designs are timed at the same moments of a busy machine
+(the machine's load moves by several times within a run). It exists only in this
+bench wrapper, which listens on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextvars
 import logging
 import time
@@ -19,7 +28,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.settings import Settings
-from service.store import open_store
+from service.store import Store, open_store
 
 _spans: contextvars.ContextVar[list[tuple[float, float]] | None] = contextvars.ContextVar(
     "engine_spans", default=None
@@ -56,6 +65,18 @@ async def engine_timing(
     return response
 
 
+BENCH_STORE = web.AppKey("bench_store", Store)
+
+
+async def baseline(request: web.Request) -> web.Response:
+    """new-api's statements for one case, timed as the service's own engine calls are."""
+    body = await request.json()
+    store = request.app[BENCH_STORE]
+    params = body.get("params", {})
+    await asyncio.gather(*(store.query(sql, params) for sql in body["statements"]))
+    return web.json_response({"ok": True})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -68,6 +89,8 @@ def main() -> None:
     store.observer = _observe
     app = create_app(settings, store=store)
     app.middlewares.append(engine_timing)
+    app[BENCH_STORE] = store
+    app.router.add_post("/bench/baseline", baseline)
 
     async def close(app: web.Application) -> None:
         await store.close()
