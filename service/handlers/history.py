@@ -40,7 +40,7 @@ async def delete_history(request: web.Request) -> web.Response:
     async def run() -> DeleteResult:
         # A marker over the days it touches (service/rollup.py): checked and repaired
         # after, or at the next start if this process dies midway.
-        async with marked(store, "delete", FIRST_DAY, day_of(target), guard):
+        async with marked(store, "delete", FIRST_DAY, day_of(target - 1), guard):
             return await delete_before(
                 store, target, guard, settings.delete_partitions_per_statement
             )
