@@ -380,6 +380,7 @@ from tests.support.chhttp import ClickHouseHTTPServer
 
 async def main():
     server = ClickHouseHTTPServer(sys.argv[1])
+    server._owned.query("CREATE DATABASE IF NOT EXISTS gatelog", "TabSeparated")
     await server.start(int(sys.argv[2]))
     await asyncio.Event().wait()
 

@@ -113,6 +113,7 @@ def _follow(url: str):  # type: ignore[no-untyped-def]
             app[STORE],
             source,
             interval=app[SETTINGS].follow_interval_seconds,
+            token_interval=app[SETTINGS].follow_tokens_interval_seconds,
             clock=app[CLOCK],
             registry=app[METRICS].registry,
         )

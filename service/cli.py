@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from .commands import Command, discovered, missing_hint, with_store
 from .failures import bind, close_all, report
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, retired_settings
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -26,6 +26,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from .app import create_app
 
     settings.check_auth()
+    for warning in retired_settings():
+        logging.getLogger("gatelog").warning(warning)
     host = args.host or settings.host
     port = args.port or settings.port
     # The port is taken before the engine is opened: a port in use is a one-line
@@ -120,11 +122,12 @@ TOKEN = Command("token", "print a signed bearer token", cmd_token, _token_args)
 
 def commands() -> dict[str, Command]:
     """The service's own subcommands, then those other packages register (generate, bench)."""
+    from .attach import COMMAND as ATTACH
     from .importer import COMMAND as IMPORT
     from .retention import COMMAND as RETENTION
     from .rollup import COMMAND as ROLLUP
 
-    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT, ROLLUP)}
+    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT, ATTACH, ROLLUP)}
     for extra in discovered():
         found.setdefault(extra.name, extra)
     return found

@@ -37,17 +37,22 @@ from datetime import UTC, date, datetime
 
 from .cluster import local_table, on_cluster, system_table
 from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
-from .stats import ROLLUP, Rollup
-from .stats import ROLLUPS as LEVELS
+from .stats import RETIRED, ROLLUP, Rollup
+from .stats import ROLLUPS as READ_LEVELS
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 DAY = 86400
 RAW = "logs"
-#: every table partitioned by day that holds rows derived from ``logs``; the rollups are
-#: dropped with the raw day and corrected for the partial day (``_CORRECTIONS``)
-#: (logs_minute first, then the latency rollup, then the hour and day levels of stats)
+#: every stats level kept exact by deletes: those read and those retired (still fed)
+LEVELS = (*READ_LEVELS, *RETIRED)
+#: levels partitioned by month: their whole days are taken out by negated rows
+MONTHLY = tuple(r for r in LEVELS if r.by_month)
+#: every table that holds rows derived from ``logs``; the rollups partitioned by day are
+#: dropped with the raw day, the month-partitioned ones negated for it (``MONTHLY``), and
+#: all corrected for the partial day (``_CORRECTIONS``) (logs_minute first, then the
+#: latency rollup, then the hour and day levels of stats)
 ROLLUPS = (ROLLUP, PERF_ROLLUP, *(r.table for r in LEVELS if r.table != ROLLUP))
 TABLES = (RAW, *ROLLUPS)
 _PARTITION_ID = re.compile(r"^\d{8}$")
@@ -97,6 +102,31 @@ def _level_of_window(rollup: Rollup) -> str:
         f"FROM {RAW} "
         f"WHERE {_WINDOW} GROUP BY {rollup.time}, {dims}"
     )
+
+
+def _negate_days(rollup: Rollup) -> str:
+    """Rows that take whole days out of a month-partitioned level: the negated sums of
+    its own cells on the days given (``{days:Array(Date)}``), so they net to zero (and
+    vanish when parts merge); cells already at zero are left alone."""
+    dims = ", ".join(rollup.columns)
+    return (
+        f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, requests, quota, prompt_tokens, "
+        f"completion_tokens) SELECT {rollup.time}, {dims}, -sum(requests) AS r, -sum(quota) "
+        "AS q, -sum(prompt_tokens) AS p, -sum(completion_tokens) AS c "
+        f"FROM {rollup.table} WHERE toDate({rollup.time}) IN {{days:Array(Date)}} "
+        f"GROUP BY {rollup.time}, {dims} HAVING r != 0 OR q != 0 OR p != 0 OR c != 0"
+    )
+
+
+async def negate_days(store: Store, partition_ids: Sequence[str]) -> None:
+    """Take the days of ``partition_ids`` out of every month-partitioned level."""
+    days = [day for day in (partition_day(pid) for pid in partition_ids) if day is not None]
+    if not days:
+        return
+    for rollup in MONTHLY:
+        # a correction is never a retried ingest batch: no deduplication
+        await store.command(_negate_days(rollup), {"days": days},
+                            settings={"insert_deduplicate": 0})  # fmt: skip
 
 
 _CORRECTIONS = (
@@ -251,6 +281,7 @@ async def drop_days(
         raw_batch = [pid for pid in batch if pid in raw]
         report.rows.update(await count_partitions(store, raw_batch))
         await drop_partitions(store, RAW, raw_batch)
+        await negate_days(store, batch)
         for table, present in rollups.items():
             await drop_partitions(store, table, [pid for pid in batch if pid in present])
         in_rollup = set().union(*rollups.values())

@@ -4,9 +4,10 @@
 Each poll is a resumable import (:func:`service.importer.run_import`): it continues after
 the last id stored, under the import's progress state and deduplication tokens, so every
 row arrives exactly once, also across restarts. The tokens table is re-read at least
-every ``TOKEN_INTERVAL`` seconds, so a key disabled or deleted in the gateway stops
-working here within a minute. Deleting rows in the gateway deletes nothing here (the
-follower only adds; gatelog's own retention removes old logs).
+every ``TOKEN_INTERVAL`` seconds (``GATELOG_FOLLOW_TOKENS_INTERVAL_SECONDS``), so a key
+disabled or deleted in the gateway stops working here within a minute. Deleting rows in
+the gateway deletes nothing here (the follower only adds; gatelog's own retention
+removes old logs).
 
 A source that is down is logged (its name, never its password) and tried again at the
 next interval; the service stays ready meanwhile, and follows again by itself.
@@ -39,12 +40,14 @@ class Follower:
         source: Source,
         *,
         interval: float = 2.0,
+        token_interval: float = TOKEN_INTERVAL,
         clock: Callable[[], float] = time.time,
         registry: object | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.interval = interval
+        self.token_interval = token_interval
         self.clock = clock
         self.started = clock()
         self.last_caught_up: float | None = None
@@ -83,7 +86,7 @@ class Follower:
     async def poll(self) -> int:
         """Import what is new; the tokens too when they are due. Raises SourceError."""
         now = self.clock()
-        tokens = self.last_tokens is None or now - self.last_tokens >= TOKEN_INTERVAL
+        tokens = self.last_tokens is None or now - self.last_tokens >= self.token_interval
         result = await run_import(self.store, self.source, progress=False, tokens=tokens)
         if tokens:
             self.last_tokens = now

@@ -22,6 +22,7 @@ ever recorded for that node, so even a crashed holder's ids are never repeated.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import threading
@@ -30,7 +31,7 @@ import uuid
 from collections.abc import Callable
 
 from .errors import EngineUnavailable
-from .store import Store
+from .store import LANE, Store
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ HEARTBEAT_SECONDS = 5.0
 #: after a lease expired, how long before another process may take the node: covers
 #: clock differences between replicas and a holder's renewal still in flight
 GRACE_SECONDS = 30.0
+#: how many of the lowest free nodes a process chooses among
+SPREAD = 4
 #: each renewal reserves ids up to this far ahead of the clock
 LEAD_MS = 60_000
 #: a burst may run ids ahead of the clock by at most this much (64 ids/ms for an hour)
@@ -195,7 +198,11 @@ class NodeIds:
         if self.generator is None:
             self.generator = await self._acquire()
             if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._beat())
+                # The heartbeat is the service's own work, not the first ingesting
+                # caller's: a fresh context, in the ingest lane (service/gate.py).
+                beat = contextvars.Context()
+                beat.run(LANE.set, "write")
+                self._task = asyncio.create_task(self._beat(), context=beat)
         return self.generator
 
     def _ms(self, seconds: float) -> int:
@@ -209,8 +216,12 @@ class NodeIds:
         reserved = {int(node): int(res) for node, res, _ in state.rows}
         busy = {int(node) for node, _, live in state.rows if live}
         free = [n for n in range(self.nodes) if n not in busy]
-        random.shuffle(free)  # two processes starting together rarely race for one node
-        for node in free:
+        # The lowest free nodes, in random order among the first few: processes starting
+        # together rarely race for one node, and the high nodes stay unused for as long
+        # as possible (attach-newapi takes a never-used node for good, service/attach.py).
+        first = free[:SPREAD]
+        random.shuffle(first)
+        for node in first + free[SPREAD:]:
             self._claimed = time.time_ns()
             floor = reserved.get(node, -1)
             limit = max(floor, self._ms(now)) + LEAD_MS
@@ -273,5 +284,5 @@ class NodeIds:
         if generator is not None:
             try:
                 await self._write(self._store(), generator.node, 0, generator.limit_ms or 0)
-            except EngineUnavailable:
+            except Exception:  # the engine gone at shutdown: the lease simply expires
                 log.warning("id lease of node %d not released; it expires", generator.node)

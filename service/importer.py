@@ -40,6 +40,7 @@ import contextlib
 import hashlib
 import io
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -606,13 +607,27 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.follow:
         interval = settings.follow_interval_seconds
-        print(f"following {source.name} every {interval:g} s")
-        with contextlib.suppress(KeyboardInterrupt):
-            with_store(
-                settings,
-                lambda store: Follower(store, source, interval=interval).run(),
-                migrate=True,
+
+        async def follow(store: Store) -> None:
+            follower = Follower(
+                store,
+                source,
+                interval=interval,
+                token_interval=settings.follow_tokens_interval_seconds,
             )
+            task = asyncio.ensure_future(follower.run())
+            # SIGTERM (an orchestrator's stop) and Ctrl-C end the follower between two
+            # awaits; the engine is closed after it. A poll cut short is finished by the
+            # next start from the import's progress state, nothing stored twice.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        print(f"following {source.name} every {interval:g} s", flush=True)
+        with_store(settings, follow, migrate=True)
+        print(f"stopped following {source.name}", flush=True)
         return 0
 
     def work(store: Store) -> Awaitable[Result]:

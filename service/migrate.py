@@ -80,6 +80,25 @@ async def applied_versions(store: Store) -> dict[str, str]:
     return {version: checksum for version, checksum in rows.rows}
 
 
+#: statements run once, right after the schema file of that version is applied (and
+#: before it is recorded): a new table's copy of what an existing deployment already
+#: holds. Each copies only into an empty table, so a run interrupted before the record is
+#: not counted twice when repeated; migrations run before the service ingests.
+FILLS: dict[str, str] = {
+    # the month-partitioned day levels (019-022) take the day-partitioned ones' history
+    "020_logs_day_site_m_mv": (
+        "INSERT INTO logs_day_site_m SELECT day, type, model_name, channel_id, `group`, "
+        "requests, quota, prompt_tokens, completion_tokens FROM logs_day_site "
+        "WHERE (SELECT count() FROM logs_day_site_m) = 0"
+    ),
+    "022_logs_day_m_mv": (
+        "INSERT INTO logs_day_m SELECT day, user_id, type, username, token_name, model_name, "
+        "channel_id, `group`, requests, quota, prompt_tokens, completion_tokens FROM logs_day "
+        "WHERE (SELECT count() FROM logs_day_m) = 0"
+    ),
+}
+
+
 async def migrate(
     store: Store, directory: Path | None = None, cluster: str | None = None
 ) -> list[str]:
@@ -105,6 +124,8 @@ async def migrate(
         # by the next run.
         for statement in render(migration.sql, cluster, tables):
             await store.command(statement)
+        if migration.version in FILLS:
+            await store.command(FILLS[migration.version], settings={"insert_deduplicate": 0})
         await store.insert(
             "schema_migrations",
             [[migration.version, migration.checksum, int(time.time())]],

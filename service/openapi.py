@@ -567,14 +567,15 @@ def _operation(
 USER_FILTERS = [f.name for f in FILTERS if not f.admin_only]
 ADMIN_FILTERS = [f.name for f in FILTERS]
 _DIMENSIONS = [f.name for f in FILTERS if f.kind == "text" and not f.admin_only]
+_ADMIN_ONLY = [f.name for f in FILTERS if f.admin_only]
 USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
-ADMIN_STAT = [*USER_STAT, "username", "channel"]
+ADMIN_STAT = [*USER_STAT, *_ADMIN_ONLY]
 USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end", "tz"]
 USER_SERIES += _DIMENSIONS
 ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end", "tz"]
-ADMIN_SERIES += [*_DIMENSIONS, "username", "channel"]
+ADMIN_SERIES += [*_DIMENSIONS, *_ADMIN_ONLY]
 USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
-ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], "username", "channel", "group_by_admin"]
+ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], *_ADMIN_ONLY, "group_by_admin"]
 # 429: the caller's own share of the engine stayed full (GATELOG_MAX_CONCURRENT_QUERIES_PER_USER)
 READ_ERRORS = ("400", "401", "403", "429", "503")
 

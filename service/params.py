@@ -7,10 +7,10 @@ only into the parameter dict. A parameter that does not parse is a 400 that name
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .columns import LOG_COLUMNS
+from .columns import LOG_COLUMNS, LOGS
 from .errors import InvalidParameter
 from .settings import Settings
 
@@ -160,32 +160,15 @@ class LogFilter:
             add("created_at >= toDateTime({start:UInt32}, 'UTC')", "start", self.start)
         if time and self.end is not None:
             add("created_at <= toDateTime({end:UInt32}, 'UTC')", "end", self.end)
-        if self.username is not None:
-            add("username = {username:String}", "username", self.username)
-        if self.token_name is not None:
-            add("token_name = {token_name:String}", "token_name", self.token_name)
-        if self.model_name is not None:
-            # The gateway's latest rule: exact, unless the value holds '%' (a LIKE pattern).
-            if "%" in self.model_name:
-                add(
-                    "model_name LIKE {model_name:String}",
-                    "model_name",
-                    like_pattern(self.model_name),
-                )
+        for name, column in _MATCHED:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "model_name" and "%" in value:
+                # The gateway's latest rule: exact, unless the value holds '%' (a LIKE pattern).
+                add(f"{column.sql} LIKE {{{name}:String}}", name, like_pattern(value))
             else:
-                add("model_name = {model_name:String}", "model_name", self.model_name)
-        if self.channel is not None:
-            add("channel_id = {channel:UInt32}", "channel", self.channel)
-        if self.group is not None:
-            add("`group` = {group:String}", "group", self.group)
-        if self.request_id is not None:
-            add("request_id = {request_id:String}", "request_id", self.request_id)
-        if self.upstream_request_id is not None:
-            add(
-                "upstream_request_id = {upstream_request_id:String}",
-                "upstream_request_id",
-                self.upstream_request_id,
-            )
+                add(f"{column.sql} = {{{name}:{column.base}}}", name, value)
         clauses.extend(self.extra)
         return (" AND ".join(clauses) or "1"), params
 
@@ -260,19 +243,29 @@ FILTERS: tuple[Filter, ...] = (
     ),
 )
 FILTER: dict[str, Filter] = {f.name: f for f in FILTERS}
+_COLUMN_OF = {c.dimension or c.name: c for c in LOGS}
+#: the filters that match a column's value (all but the type and the time range), in the
+#: order of LogFilter's fields, each with its column (``channel`` is ``channel_id``)
+_MATCHED = tuple(
+    (f.name, _COLUMN_OF[f.name])
+    for f in fields(LogFilter)
+    if f.name in {x.attr for x in FILTERS} - {"type", "start", "end"}
+)
 _TIME = ("start", "end")
 
 
-def parse_filter(query: Mapping[str, str], settings: Settings, *, admin: bool) -> LogFilter:
+def parse_filter(
+    query: Mapping[str, str], settings: Settings, *, admin: bool, user_id: int | None = None
+) -> LogFilter:
     """The list/stat filters (:data:`FILTERS`); the admin-only ones only for admins. The
-    time range is read and checked first."""
+    time range is read and checked first. ``user_id`` scopes the filter to one user."""
     wanted = [f for f in FILTERS if admin or not f.admin_only]
     times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
     start, end = times["start"], times["end"]
     if start is not None and end is not None and start > end:
         raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
     rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
-    return LogFilter(**times, **rest)
+    return LogFilter(**times, **rest, user_id=user_id)
 
 
 def like_pattern(pattern: str) -> str:

@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
-from .handlers import dashboard, export, history, ingest, logs, ops, stats, usage
+from .handlers import (
+    ADMIN,
+    SELF,
+    Audience,
+    dashboard,
+    export,
+    for_audience,
+    history,
+    ingest,
+    logs,
+    ops,
+    stats,
+    usage,
+)
 from .headers import TOKEN_PATH, preflight
+
+
+def shared(
+    handler: Callable[[web.Request, Audience], Awaitable[web.StreamResponse]],
+    admin: tuple[str, ...],
+    user: tuple[str, ...],
+) -> list[web.RouteDef]:
+    """GET routes of a resource both audiences read: its admin paths, then its users'."""
+    return [
+        web.get(path, for_audience(handler, audience))
+        for paths, audience in ((admin, ADMIN), (user, SELF))
+        for path in paths
+    ]
 
 
 def setup_routes(app: web.Application) -> None:
     app.add_routes(
         [
-            web.get("/api/log/", logs.list_all),
-            web.get("/api/log/self", logs.list_self),
-            web.get("/api/log/search", logs.search_all),
-            web.get("/api/log/self/search", logs.search_self),
+            *shared(logs.list_logs, ("/api/log/",), ("/api/log/self",)),
+            *shared(logs.search_logs, ("/api/log/search",), ("/api/log/self/search",)),
             web.delete("/api/log/", history.delete_history),
             web.delete("/api/log/future", history.delete_future),
-            web.get("/api/log/stat", stats.stat_all),
-            web.get("/api/log/self/stat", stats.stat_self),
-            web.get("/api/log/series", stats.series_all),
-            web.get("/api/log/self/series", stats.series_self),
-            web.get("/api/log/performance", stats.performance_all),
-            web.get("/api/log/self/performance", stats.performance_self),
-            web.get("/api/log/export", export.export_all),
-            web.get("/api/log/self/export", export.export_self),
-            web.get("/api/data/", usage.data_all),
-            web.get("/api/data", usage.data_all),
-            web.get("/api/data/self", usage.data_self),
-            web.get("/api/data/self/", usage.data_self),
+            *shared(stats.stat_logs, ("/api/log/stat",), ("/api/log/self/stat",)),
+            *shared(stats.series_logs, ("/api/log/series",), ("/api/log/self/series",)),
+            *shared(
+                stats.performance_logs, ("/api/log/performance",), ("/api/log/self/performance",)
+            ),
+            *shared(export.export_logs, ("/api/log/export",), ("/api/log/self/export",)),
+            *shared(
+                usage.usage_data, ("/api/data/", "/api/data"), ("/api/data/self", "/api/data/self/")
+            ),
             web.post("/api/internal/logs", ingest.ingest_logs),
             web.post("/api/internal/tokens", ingest.ingest_tokens),
             web.get("/healthz", ops.healthz),

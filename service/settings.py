@@ -42,6 +42,8 @@ class Settings:
     # Follow a gateway database (an import URL) from `serve`.
     follow_from: str | None = None
     follow_interval_seconds: float = 2.0
+    # The longest time between two reads of the gateway's tokens table while following.
+    follow_tokens_interval_seconds: float = 30.0
     # The zone of "today" and the default `tz` of series and /api/data.
     time_zone: str = "UTC"
     # HTTP.
@@ -182,6 +184,22 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return not self.clickhouse_url
+
+
+#: settings of earlier builds that are not read any more, and why
+RETIRED = {
+    "GATELOG_NODE_ID": "each process leases its id node from the engine (docs/ids.md)",
+}
+
+
+def retired_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each retired setting that is still set."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} is not read any more: {why}; remove it"
+        for name, why in RETIRED.items()
+        if env.get(name)
+    ]
 
 
 def _coerce(name: str, type_name: str, raw: str) -> Any:

@@ -44,6 +44,9 @@ class Rollup:
     time: str
     grain: int
     dims: frozenset[str]
+    #: partitioned by month (``toYYYYMM``), not by day: whole days are deleted from it by
+    #: negated rows (service/deletion.py), not by dropping partitions
+    by_month: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -58,10 +61,18 @@ _SITE = frozenset({"type", "model_name", "channel", "group"})
 #: every rollup, coarsest level first and, within a level, smallest first (schema/003,
 #: 010-015); logs_minute serves every filter a rollup can serve.
 ROLLUPS: tuple[Rollup, ...] = (
-    Rollup("logs_day_site", "day", DAY, _SITE),
-    Rollup("logs_day", "day", DAY, _EVERY),
+    Rollup("logs_day_site_m", "day", DAY, _SITE, by_month=True),
+    Rollup("logs_day_m", "day", DAY, _EVERY, by_month=True),
     Rollup("logs_hour_site", "hour", HOUR, _SITE),
     Rollup(ROLLUP, "minute", MINUTE, _EVERY),
+)
+#: day levels partitioned by day (schema/012-015), superseded by the month-partitioned
+#: ones above (schema/019-022: a range of N days reads one or two parts, not N): no longer
+#: read, still fed by their views and kept exact by deletes (service/deletion.py), since
+#: the schema cannot drop them on a cluster (service/cluster.py renders no DROP)
+RETIRED: tuple[Rollup, ...] = (
+    Rollup("logs_day_site", "day", DAY, _SITE),
+    Rollup("logs_day", "day", DAY, _EVERY),
 )
 #: the type a stat or series counts when the request names none (or 0): consumption,
 #: as the gateway's own stat does (it ignores `type` altogether).

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -36,7 +37,8 @@ from .settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: the lane of the current engine work: "write" for ingest's own calls (inserts and
-#: the queries they need, such as the id lease), which then never queue behind reads
+#: the queries they need, such as the id lease), which then never queue behind reads;
+#: "probe" for /readyz, on a thread of its own
 LANE: ContextVar[str] = ContextVar("gatelog_lane", default="read")
 Params = Mapping[str, Any] | None
 
@@ -80,6 +82,7 @@ BOUND_MESSAGES = {
     241: "the query needed more memory than a query may use (GATELOG_QUERY_MAX_MEMORY_BYTES); "
     + _NARROW,
 }
+_CODE_IN_TEXT = re.compile(r"\bCode: (\d+)\.")
 TOO_MANY_BYTES = 396  # TOO_MANY_ROWS_OR_BYTES: max_result_bytes, set on queries only
 ANSWER_TOO_LARGE = (
     "the answer would be larger than an answer may be (GATELOG_MAX_ANSWER_BYTES): ask for "
@@ -101,11 +104,14 @@ class Rows:
 
 def translate(exc: BaseException) -> Exception:
     """Map a driver exception onto the project's own error types."""
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | asyncio.TimeoutError):
-        return EngineUnavailable("the log engine is unavailable, retry later")
     code = getattr(exc, "code", None)
+    if code is None:  # an error met mid-stream carries its code in the text only
+        found = _CODE_IN_TEXT.search(str(exc))
+        code = int(found.group(1)) if found and int(found.group(1)) in BOUND_MESSAGES else None
     if code in BOUND_MESSAGES:
         return EngineUnavailable(BOUND_MESSAGES[code])
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return EngineUnavailable("the log engine is unavailable, retry later")
     if code == TOO_MANY_BYTES:
         return BadRequest(ANSWER_TOO_LARGE)
     if code in UNAVAILABLE_CODES:
@@ -259,7 +265,7 @@ class ChdbStore(Store):
             with translated():
                 return fn(self._client())
 
-        if kind == "ping":
+        if kind == "ping" or LANE.get() == "probe":
             pool = self._probe_pool
         elif kind == "insert" or LANE.get() == "write":
             pool = self._write_pool

@@ -20,7 +20,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from .errors import InvalidParameter
-from .params import get_raw
+from .params import MAX_TIMESTAMP, LogFilter, get_raw
+from .stats import _range_sql
 from .store import Store
 
 CONSUME = 2
@@ -70,33 +71,20 @@ async def usage_rows(
     """Hourly rows per model (and per user when ``user_id`` or ``username`` is given)
     for the local hours starting in ``[start, end]``."""
     per_user = user_id is not None or username is not None
-    params: dict[str, Any] = {
-        "type": CONSUME,
-        "tz": tz,
-        "start": start,
-        "end": end,
-        # the coarse bounds prune partitions; the bucket condition is the exact one
-        "lo": max(0, start - _SLACK),
-        "hi": min(2**32 - 1, end + HOUR + _SLACK),
-    }
-    conditions = [
-        "type = {type:UInt8}",
-        "minute >= toDateTime({lo:UInt32}, 'UTC')",
-        "minute < toDateTime({hi:UInt32}, 'UTC')",
-    ]
-    if user_id is not None:
-        conditions.append("user_id = {user_id:UInt64}")
-        params["user_id"] = user_id
-    if username is not None:
-        conditions.append("username = {username:String}")
-        params["username"] = username
+    flt = LogFilter(type=CONSUME, user_id=user_id, username=username)
+    where, params = flt.where(time=False)
+    params.update({"tz": tz, "start": start, "end": end})
+    # the coarse bounds prune partitions; the bucket condition is the exact one
+    coarse = _range_sql(
+        "minute", max(0, start - _SLACK), min(MAX_TIMESTAMP, end + HOUR + _SLACK), "coarse", params
+    )
     keys = "model_name, bucket" + (", user_id, username" if per_user else "")
     sql = (
         "SELECT model_name, bucket, sum(requests) AS n, sum(quota) AS q, "
         "sum(prompt_tokens) + sum(completion_tokens) AS t"
         + (", user_id, username" if per_user else "")
         + " FROM (SELECT *, toUInt32(toStartOfHour(minute, {tz:String})) AS bucket "
-        f"FROM logs_minute WHERE {' AND '.join(conditions)}) "
+        f"FROM logs_minute WHERE {where} AND {coarse}) "
         "WHERE bucket >= {start:UInt32} AND bucket <= {end:UInt32} "
         f"GROUP BY {keys} HAVING n != 0 "
         f"ORDER BY bucket, model_name{', user_id, username' if per_user else ''}"

@@ -2,7 +2,8 @@
 tests (no kubectl or kustomize binary is on PyPI; CI installs only Python packages).
 
 Supported, with kustomize's meaning: ``resources`` (files, and directories holding a
-kustomization: bases), ``namespace`` (set on every object but Namespaces), ``labels``
+kustomization: bases), ``namespace`` (set on every object; a Namespace object is
+renamed to it, as kustomize's namespace transformer does), ``labels``
 with ``pairs`` (metadata labels only: ``includeSelectors``/``includeTemplates`` are
 refused), ``images`` (``name`` -> ``newName``/``newTag`` in every container and init
 container of a pod template), and ``patches`` with a ``target`` (kind, name) and an
@@ -37,8 +38,9 @@ def build(directory: Path) -> list[dict[str, Any]]:
                 docs.extend(copy.deepcopy(d) for d in yaml.safe_load_all(f) if d)
     if "namespace" in spec:
         for doc in docs:
-            if doc["kind"] != "Namespace":
-                doc.setdefault("metadata", {})["namespace"] = spec["namespace"]
+            meta = doc.setdefault("metadata", {})
+            # As kustomize does: a Namespace object is renamed to it, others moved into it.
+            meta["name" if doc["kind"] == "Namespace" else "namespace"] = spec["namespace"]
     for entry in spec.get("labels", []):
         if entry.get("includeSelectors") or entry.get("includeTemplates"):
             raise ValueError("labels with includeSelectors/includeTemplates: not supported")

@@ -89,7 +89,6 @@ def held_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, i
         ["migrate"],
         ["serve", "--host", "127.0.0.1", "--port", "{port}"],
         ["generate", "--rows", "10"],
-        ["retention", "--dry-run", "--days", "1"],
     ],
     ids=lambda a: a[0],
 )
@@ -184,11 +183,6 @@ def test_serve_refuses_a_secret_shorter_than_pyjwt_allows(tmp_path: Path) -> Non
     assert "32 bytes" in line
 
 
-def test_a_bad_setting_value() -> None:
-    result = run(["migrate"], GATELOG_PORT="eighty")
-    one_line_failure(result, "GATELOG_PORT must be a number", "'eighty'")
-
-
 def test_token_without_a_secret() -> None:
     one_line_failure(run(TOKEN), "token needs GATELOG_JWT_SECRET", ". ./.env")
 
@@ -211,8 +205,7 @@ def test_token_in_a_public_key_setup() -> None:
     ("change", "needle"),
     [
         (["--sub", "abc"], "--sub must be the gateway's user id"),
-        (["--sub", "07"], "got '07'"),
-        (["--sub", str(2**63)], "--sub must be"),
+        (["--sub", str(2**63)], "got '9223372036854775808'"),
         (["--ttl", "0"], "--ttl must be a positive number of seconds (default 3600)"),
         (["--ttl", "-100"], "got -100"),
         (["--role", "admin"], "argument --role: invalid int value: 'admin'"),

@@ -517,6 +517,9 @@ def test_the_renderer_refuses_what_it_does_not_know(tmp_path: Path) -> None:
     assert doc == {"spec": {"a": [0, 2, 3], "b/c": "x"}}
     with pytest.raises(ValueError, match="missing"):
         kustomize_subset.apply(doc, {"op": "remove", "path": "/spec/zz"})
+    (tmp_path / "ns.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n")
+    (tmp_path / "kustomization.yaml").write_text("namespace: b\nresources: [ns.yaml]\n")
+    assert kustomize_subset.build(tmp_path)[0]["metadata"] == {"name": "b"}  # as kustomize
 
 
 def test_migrate_runs_before_the_service_in_every_pod(

@@ -203,3 +203,84 @@ async def test_serve_follows_and_stays_ready(
 def test_a_bad_follow_url_is_refused_at_start(settings: Settings) -> None:
     with pytest.raises(SettingsError, match="GATELOG_FOLLOW_FROM"):
         create_app(replace(settings, follow_from="oracle://db/x"))
+
+
+CHECK_SCRIPT = """
+import asyncio, json, sys
+from service.store import ChdbStore
+
+async def main():
+    store = ChdbStore(sys.argv[1])
+    ids = [int(r[0]) for r in (await store.query("SELECT id FROM logs ORDER BY id")).rows]
+    status = (await store.query("SELECT status FROM tokens FINAL WHERE id = 5")).rows
+    await store.close()
+    print(json.dumps({"ids": ids, "status": [int(r[0]) for r in status]}))
+
+asyncio.run(main())
+"""
+
+
+def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
+    """``python -m service import --from URL --follow``: rows and a token change written
+    while it runs are picked up exactly once; SIGTERM stops it cleanly."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "one-api.db"
+    conn = sqlite3.connect(path)
+    gw = Gateway(f"sqlite:///{path}", "sqlite", conn)
+    gw.add_logs([log(1), log(2), log(3)])
+    gw.add_token(token(status=1))
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "GATELOG_DATA_DIR": str(data),
+        "GATELOG_FOLLOW_INTERVAL_SECONDS": "0.2",
+        "GATELOG_FOLLOW_TOKENS_INTERVAL_SECONDS": "0",
+        "GATELOG_LOG_LEVEL": "INFO",
+    }
+    errors = tmp_path / "stderr.log"
+    with errors.open("wb") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "service", "import", "--from", gw.url, "--follow"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+
+    def followed() -> int:
+        text = errors.read_text(errors="replace")
+        return sum(int(n) for n in re.findall(r"(\d+) new logs", text))
+
+    def wait_for(rows: int) -> None:
+        deadline = time.monotonic() + 90
+        while followed() < rows and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert followed() == rows, errors.read_text(errors="replace")[-2000:]
+
+    try:
+        wait_for(3)
+        # the gateway disables the key, then logs two more calls, while the follower runs
+        gw.execute("UPDATE tokens SET status = 2 WHERE id = 5")
+        gw.add_logs([log(4), log(5)])
+        wait_for(5)
+        time.sleep(0.5)  # a few more polls find nothing new
+        assert followed() == 5
+    finally:
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=60)
+    conn.close()
+    assert child.returncode == 0, errors.read_text(errors="replace")[-2000:]
+    assert b"stopped following" in out
+    check = subprocess.run(
+        [sys.executable, "-c", CHECK_SCRIPT, str(data)],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    stored = json.loads(check.stdout.decode().strip().splitlines()[-1])
+    assert stored == {"ids": [1, 2, 3, 4, 5], "status": [2]}

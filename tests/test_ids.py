@@ -110,7 +110,10 @@ async def test_processes_lease_different_nodes_and_never_collide(store: Any) -> 
     holders = [NodeIds(lambda: store) for _ in range(5)]
     try:
         batches = await asyncio.gather(*(h.take(100) for h in holders))
-        assert len({h.node for h in holders}) == 5
+        nodes = {h.node for h in holders}
+        assert len(nodes) == 5
+        # Low nodes first (attach-newapi takes the highest never-used one for good).
+        assert max(n for n in nodes if n is not None) < 16
         every = [i for batch in batches for i in batch]
         assert len(set(every)) == 500 and max(every) <= JS_MAX_SAFE_INTEGER
     finally:
@@ -183,3 +186,11 @@ async def test_assigned_ids_through_the_api_are_safe_and_large_ids_still_work(
     assert ids.pop("old") == legacy
     assert len(set(ids.values())) == 3
     assert all(0 < new_id <= JS_MAX_SAFE_INTEGER for new_id in ids.values())
+
+
+def test_the_retired_node_id_setting_is_named_when_still_set() -> None:
+    from service.settings import retired_settings
+
+    (warning,) = retired_settings({"GATELOG_NODE_ID": "3", "GATELOG_PORT": "8080"})
+    assert warning.startswith("GATELOG_NODE_ID is not read any more") and "docs/ids.md" in warning
+    assert retired_settings({"GATELOG_NODE_ID": ""}) == []

@@ -37,6 +37,7 @@ from tests.test_stats import (
     post_rows,
     run,
     with_clock,
+    with_clock_async,
 )
 
 BASE = 1_790_000_000 // DAY * DAY  # a UTC midnight; the rows span the 3 days before it
@@ -94,11 +95,11 @@ def test_cover_tiles_the_range_coarsest_first(lo: Any, hi: Any, chosen: Any) -> 
 
 def test_levels_choose_the_smallest_rollup_covering_the_filter() -> None:
     site = levels(filter_dimensions(LogFilter(type=2, model_name="gpt-4")))
-    assert [r.table for r in site] == ["logs_day_site", "logs_hour_site", "logs_minute"]
+    assert [r.table for r in site] == ["logs_day_site_m", "logs_hour_site", "logs_minute"]
     user = levels(filter_dimensions(LogFilter(type=2, user_id=7)))
-    assert [r.table for r in user] == ["logs_day", "logs_minute"]
+    assert [r.table for r in user] == ["logs_day_m", "logs_minute"]
     by_name = levels(filter_dimensions(LogFilter(type=2), "username"))
-    assert [r.table for r in by_name] == ["logs_day", "logs_minute"]
+    assert [r.table for r in by_name] == ["logs_day_m", "logs_minute"]
     hourly = levels(filter_dimensions(LogFilter(type=2)), HOUR)
     assert [r.table for r in hourly] == ["logs_hour_site", "logs_minute"]
     assert levels(filter_dimensions(LogFilter(type=2)), MINUTE)[0].table == "logs_minute"
@@ -207,3 +208,41 @@ def test_zone_grain_hours_for_whole_hour_offsets_minutes_otherwise() -> None:
     assert [
         r.grain for r in levels(frozenset({"type"}), zone_grain("Asia/Kolkata", year, year + DAY))
     ] == [MINUTE]
+
+
+async def test_an_upgrade_copies_the_day_history_into_the_month_partitioned_levels(
+    store: Any, settings: Any
+) -> None:
+    """A deployment that has rows from before the month-partitioned day levels existed
+    (schema/019-022): applying them copies the day-partitioned levels' history once, and
+    applying the schema again copies nothing more."""
+    from service.migrate import FILLS, migrate
+
+    cells = [(1, 1, 5, "gpt-4", 10), (2, 2, 70, "gpt-4o", 20), (1, 2, 4000, "gpt-4o", 30),
+             (3, 0, 60, "gpt-4", 40)]  # fmt: skip
+    rows = [log_row(user_id=u, created_at=BASE - d * DAY - s, model_name=m, quota=q)
+            for u, d, s, m, q in cells]  # fmt: skip
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        await post_rows(client, rows)
+
+    await with_clock_async(store, settings, NOW, body)
+    # the deployment as it was before 019-022: their tables and records gone
+    versions = ["019_logs_day_site_m", "020_logs_day_site_m_mv", "021_logs_day_m",
+                "022_logs_day_m_mv"]  # fmt: skip
+    assert set(FILLS) <= set(versions)
+    for table in ("logs_day_site_m", "logs_day_m"):
+        await store.command(f"DROP VIEW IF EXISTS {table}_mv")
+        await store.command(f"DROP TABLE IF EXISTS {table}")
+    await store.command(
+        "DELETE FROM schema_migrations WHERE version IN {v:Array(String)}", {"v": versions}
+    )
+    assert await migrate(store) == versions
+    assert await migrate(store) == []
+    for old, new, dims in [("logs_day_site", "logs_day_site_m", "type, model_name"),
+                           ("logs_day", "logs_day_m", "user_id, type, model_name")]:  # fmt: skip
+        query = (f"SELECT toUInt32(day), {dims}, sum(requests), sum(quota) FROM {{t}} "
+                 "GROUP BY ALL ORDER BY ALL")  # fmt: skip
+        expected = (await store.query(query.replace("{t}", old))).rows
+        assert len(expected) >= 3
+        assert (await store.query(query.replace("{t}", new))).rows == expected, new

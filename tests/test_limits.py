@@ -253,7 +253,9 @@ async def test_ingest_never_queues_behind_busy_engine_threads(
 ) -> None:
     """Every read thread of the embedded engine is taken (as by long queries): an insert
     still completes, on the ingest lane's own threads."""
-    app = create_app(replace(settings, max_concurrent_queries=2), store=store)
+    app = create_app(
+        replace(settings, max_concurrent_queries=2, readyz_cache_seconds=0), store=store
+    )
     async with TestClient(TestServer(app)) as client:  # started: the schema is checked
         release = threading.Event()
         loop = asyncio.get_running_loop()
@@ -266,7 +268,13 @@ async def test_ingest_never_queues_behind_busy_engine_threads(
                 client.post("/api/internal/logs", json=rows, headers=WRITER), BOUND
             )
             assert response.status == 200, await response.text()
-            assert await asyncio.wait_for(store.ping(), BOUND)  # the probe's own thread
+            # Readiness has its own thread and no slot: a busy service is still ready.
+            for slot in range(2):
+                await client.server.app[STORE].gate.read.acquire(f"test{slot}")
+            ready = await asyncio.wait_for(client.get("/readyz"), BOUND)
+            assert ready.status == 200, await ready.text()
+            for slot in range(2):
+                client.server.app[STORE].gate.read.release(f"test{slot}")
         finally:
             release.set()
             await asyncio.gather(*busy)
@@ -299,3 +307,27 @@ async def test_an_export_window_of_large_rows_is_not_held_whole(
     assert await held_at_first_block(0) == (0, 40)  # no budget: read whole, then handed on
     assert await held_at_first_block(3_000) == (1, 40)  # past 3,000 characters: streamed
     assert gate.read.held == 0
+
+
+async def test_an_export_past_the_memory_bound_mid_stream_ends_with_its_error_line(
+    make: Make,
+) -> None:
+    """Windows of 10 rows: the newest are small and fit the bound, older ones of large
+    rows do not; the stream has the small rows, then the error line, and no totals."""
+    import json
+
+    normal = await make()
+    now = int(time.time())
+    small = [log_row(created_at=now - i, content="small") for i in range(10)]
+    large = [log_row(created_at=now - 3600 - i, content="大" * 60_000) for i in range(10)]
+    await ingest(normal, small)
+    for lo in range(0, 10, 2):
+        await ingest(normal, large[lo : lo + 2])
+    tight = await make(query_max_memory_bytes=1024 * 1024, export_window_rows=10)
+    response = await tight.get("/api/log/self/export?format=ndjson", headers=user_headers(7))
+    assert response.status == 200
+    lines = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [row["content"] for row in lines[:-1]] == ["small"] * 10
+    assert "GATELOG_QUERY_MAX_MEMORY_BYTES" in lines[-1]["error"]
+    whole = await normal.get("/api/log/self/export?format=ndjson", headers=user_headers(7))
+    assert json.loads((await whole.text()).splitlines()[-1])["totals"]["rows"] == 20

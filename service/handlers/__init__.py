@@ -1,14 +1,61 @@
 """HTTP handlers, one module per resource: parse and validate, call one query function,
-shape the response."""
+shape the response. A resource that administrators and users both read has one handler
+taking the :class:`Audience`; the route table registers it once per audience
+(:func:`for_audience`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
 from aiohttp import web
 
-from ..auth import Principal
+from ..auth import ROLE_ADMIN, ROLE_USER, Principal
+from ..columns import ADMIN_FIELDS, USER_FIELDS
 from ..errors import Unauthorized
 from ..gate import CALLER
-from ..keys import AUTH, GATEWAY
+from ..keys import AUTH, GATEWAY, SETTINGS
+from ..params import LogFilter, parse_filter
+
+R = TypeVar("R", bound=web.StreamResponse)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom a route answers: administrators (every log, with the admin-only fields and
+    filters) or a signed-in user (their own logs only, in the user view)."""
+
+    name: str
+    role: int
+    admin: bool
+    fields: tuple[str, ...]
+
+    @property
+    def user_view(self) -> bool:
+        return not self.admin
+
+
+ADMIN = Audience("admin", ROLE_ADMIN, True, ADMIN_FIELDS)
+SELF = Audience("self", ROLE_USER, False, USER_FIELDS)
+
+
+def for_audience(
+    handler: Callable[[web.Request, Audience], Awaitable[R]], audience: Audience
+) -> Callable[[web.Request], Awaitable[R]]:
+    """``handler`` as the route handler of one audience."""
+
+    async def answer(request: web.Request) -> R:
+        return await handler(request, audience)
+
+    answer.__name__ = answer.__qualname__ = f"{handler.__name__}_{audience.name}"
+    return answer
+
+
+def scoped_filter(request: web.Request, audience: Audience, who: Principal) -> LogFilter:
+    """The request's filters as ``audience`` may use them: a user's, on their own logs."""
+    user_id = None if audience.admin else who.user_id
+    return parse_filter(request.query, request.app[SETTINGS], admin=audience.admin, user_id=user_id)
 
 
 async def principal(request: web.Request, role: int) -> Principal:

@@ -1,4 +1,5 @@
-"""``/api/log/export`` (admin) and ``/api/log/self/export`` (user): streamed downloads."""
+"""``/api/log/export`` (admin) and ``/api/log/self/export`` (user): streamed downloads,
+one handler for both audiences."""
 
 from __future__ import annotations
 
@@ -10,28 +11,19 @@ from contextlib import aclosing
 from aiohttp import web
 
 from .. import export
-from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import ApiError
 from ..keys import CLOCK, METRICS, SETTINGS, STORE
-from ..logs import ADMIN_FIELDS, USER_FIELDS
-from ..params import LogFilter, get_choice, parse_filter
+from ..params import LogFilter, get_choice
 from ..web import REQUEST_ID
-from . import principal
+from . import Audience, principal, scoped_filter
 
 log = logging.getLogger(__name__)
 
 
-async def export_all(request: web.Request) -> web.StreamResponse:
-    await principal(request, ROLE_ADMIN)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
-    return await _export(request, flt, ADMIN_FIELDS, user_view=False)
-
-
-async def export_self(request: web.Request) -> web.StreamResponse:
-    who = await principal(request, ROLE_USER)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
-    flt.user_id = who.user_id
-    return await _export(request, flt, USER_FIELDS, user_view=True)
+async def export_logs(request: web.Request, audience: Audience) -> web.StreamResponse:
+    who = await principal(request, audience.role)
+    flt = scoped_filter(request, audience, who)
+    return await _export(request, flt, audience.fields, audience.user_view)
 
 
 async def _export(

@@ -1,77 +1,49 @@
-"""``/api/log/`` list and search, admin and self views, and the public token lookup."""
+"""``/api/log/`` list and search (one handler each for the admin and self views), and
+the public token lookup."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import InvalidParameter, NotFound, RateLimited
 from ..gate import CALLER
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
-from ..logs import (
-    ADMIN_FIELDS,
-    USER_FIELDS,
-    find_token,
-    list_page,
-    search,
-    token_logs,
-    with_channel,
-)
-from ..params import check_length, get_page, get_raw, get_str, parse_filter
+from ..logs import find_token, list_page, search, token_logs, with_channel
+from ..params import check_length, get_page, get_raw, get_str
 from ..ratelimit import client_ip
 from ..tokenhash import KEY_SPACE, hash_key
 from ..web import ok
-from . import principal
+from . import Audience, principal, scoped_filter
 
 TOKEN_NOT_FOUND = "Token does not exist or no permission"
 TOKEN_STATUS_DISABLED = 2
 
 
-async def list_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
+async def list_logs(request: web.Request, audience: Audience) -> web.Response:
+    who = await principal(request, audience.role)
     settings = request.app[SETTINGS]
-    flt = parse_filter(request.query, settings, admin=True)
-    page = get_page(request.query, settings.page_size_default, settings.page_size_max)
-    items, total = await list_page(request.app[STORE], flt, page, ADMIN_FIELDS, user_view=False)
-    with_channel(items)
-    return ok({"items": items, "total": total, "page": page.page, "page_size": page.size})
-
-
-async def list_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    settings = request.app[SETTINGS]
-    flt = parse_filter(request.query, settings, admin=False)
-    flt.user_id = who.user_id
-    # newer gateway builds: keyword on the list too (as in search)
-    keyword = get_str(request.query, "keyword", settings)
+    flt = scoped_filter(request, audience, who)
+    # newer gateway builds: keyword on a user's list too (as in search)
+    keyword = None if audience.admin else get_str(request.query, "keyword", settings)
     page = get_page(request.query, settings.page_size_default, settings.page_size_max)
     items, total = await list_page(
-        request.app[STORE], flt, page, USER_FIELDS, user_view=True, keyword=keyword
+        request.app[STORE], flt, page, audience.fields, audience.user_view, keyword=keyword
     )
+    if audience.admin:
+        with_channel(items)
     return ok({"items": items, "total": total, "page": page.page, "page_size": page.size})
 
 
-def _search_args(request: web.Request, admin: bool):  # type: ignore[no-untyped-def]
+async def search_logs(request: web.Request, audience: Audience) -> web.Response:
+    who = await principal(request, audience.role)
     settings = request.app[SETTINGS]
     keyword = get_str(request.query, "keyword", settings)
     page = get_page(request.query, settings.search_limit_default, settings.token_page_size_max)
-    flt = parse_filter(request.query, settings, admin=admin)
-    return keyword, page, flt
-
-
-async def search_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
-    keyword, page, flt = _search_args(request, admin=True)
-    items = await search(request.app[STORE], flt, keyword, page, ADMIN_FIELDS, user_view=False)
-    return ok(with_channel(items))
-
-
-async def search_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    keyword, page, flt = _search_args(request, admin=False)
-    flt.user_id = who.user_id
-    items = await search(request.app[STORE], flt, keyword, page, USER_FIELDS, user_view=True)
-    return ok(items)
+    flt = scoped_filter(request, audience, who)
+    items = await search(
+        request.app[STORE], flt, keyword, page, audience.fields, audience.user_view
+    )
+    return ok(with_channel(items) if audience.admin else items)
 
 
 def key_from_authorization(header: str) -> str:

@@ -1,12 +1,12 @@
-"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``, admin and self views."""
+"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``: one handler each
+for the admin and self views."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ROLE_ADMIN, ROLE_USER
 from ..keys import CLOCK, SETTINGS, STORE
-from ..params import LogFilter, get_choice, parse_filter
+from ..params import LogFilter, get_choice
 from ..performance import performance
 from ..stats import (
     DEFAULT_INTERVAL,
@@ -20,24 +20,24 @@ from ..stats import (
 )
 from ..usage import get_tz
 from ..web import ok
-from . import principal
+from . import Audience, principal, scoped_filter
 
 #: a series without start_timestamp covers the day before its end
 DEFAULT_SPAN = 86400
 
 
-async def stat_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
-    return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
+def _keys(admin: bool) -> dict[str, str]:
+    """The group_by allowlist of an audience."""
+    return GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
 
 
-async def stat_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    settings = request.app[SETTINGS]
-    flt = parse_filter(request.query, settings, admin=False)
-    flt.user_id = who.user_id
-    tz = get_tz(request.query, settings.time_zone)
+async def stat_logs(request: web.Request, audience: Audience) -> web.Response:
+    """The range's figures; a user's also with their all-time and today figures."""
+    who = await principal(request, audience.role)
+    flt = scoped_filter(request, audience, who)
+    if audience.admin:
+        return ok(await stat(request.app[STORE], flt, request.app[CLOCK]()))
+    tz = get_tz(request.query, request.app[SETTINGS].time_zone)
     store, now = request.app[STORE], request.app[CLOCK]()
     return ok(await self_stat(store, flt, who.user_id, now, tz))
 
@@ -56,44 +56,20 @@ def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> Series
     return SeriesRequest(start, end, interval, group_by, tz)
 
 
-async def series_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
-    settings = request.app[SETTINGS]
-    flt = parse_filter(request.query, settings, admin=True)
-    wanted = _series_request(request, flt, admin=True)
-    data = await series(
-        request.app[STORE], flt, wanted, GROUP_KEYS_ADMIN, settings.max_series_buckets
-    )
-    return ok(data)
-
-
-async def series_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    settings = request.app[SETTINGS]
-    flt = parse_filter(request.query, settings, admin=False)
-    flt.user_id = who.user_id
-    wanted = _series_request(request, flt, admin=False)
-    data = await series(
-        request.app[STORE], flt, wanted, GROUP_KEYS_USER, settings.max_series_buckets
-    )
-    return ok(data)
+async def series_logs(request: web.Request, audience: Audience) -> web.Response:
+    who = await principal(request, audience.role)
+    flt = scoped_filter(request, audience, who)
+    wanted = _series_request(request, flt, audience.admin)
+    limit = request.app[SETTINGS].max_series_buckets
+    return ok(await series(request.app[STORE], flt, wanted, _keys(audience.admin), limit))
 
 
 def _group_by(request: web.Request, admin: bool) -> str | None:
-    keys = GROUP_KEYS_ADMIN if admin else GROUP_KEYS_USER
-    return get_choice(request.query, "group_by", keys, request.app[SETTINGS])
+    return get_choice(request.query, "group_by", _keys(admin), request.app[SETTINGS])
 
 
-async def performance_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=True)
-    group_by = _group_by(request, admin=True)
-    return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_ADMIN))
-
-
-async def performance_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    flt = parse_filter(request.query, request.app[SETTINGS], admin=False)
-    flt.user_id = who.user_id
-    group_by = _group_by(request, admin=False)
-    return ok(await performance(request.app[STORE], flt, group_by, GROUP_KEYS_USER))
+async def performance_logs(request: web.Request, audience: Audience) -> web.Response:
+    who = await principal(request, audience.role)
+    flt = scoped_filter(request, audience, who)
+    group_by = _group_by(request, audience.admin)
+    return ok(await performance(request.app[STORE], flt, group_by, _keys(audience.admin)))

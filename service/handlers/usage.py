@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ROLE_ADMIN, ROLE_USER
 from ..errors import BadRequest, InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
 from ..params import FILTER, get_str
 from ..usage import SELF_MAX_SPAN, SELF_SPAN_MESSAGE, get_tz, usage_rows
 from ..web import ok
-from . import principal
+from . import Audience, principal
 
 #: without start_timestamp, the day before the end (new-api's UI always sends both)
 DEFAULT_SPAN = 86400
@@ -31,22 +30,18 @@ def _range(request: web.Request) -> tuple[int, int]:
     return start, end
 
 
-async def data_all(request: web.Request) -> web.Response:
-    await principal(request, ROLE_ADMIN)
+async def usage_data(request: web.Request, audience: Audience) -> web.Response:
+    """Every user's rows (optionally one ``username``'s) for admins; a user's own, over
+    at most ``SELF_MAX_SPAN``, for a user."""
+    who = await principal(request, audience.role)
     settings = request.app[SETTINGS]
     start, end = _range(request)
-    tz = get_tz(request.query, settings.time_zone)
-    username = get_str(request.query, "username", settings)
-    rows = await usage_rows(request.app[STORE], start, end, tz, username=username)
-    return ok(rows)
-
-
-async def data_self(request: web.Request) -> web.Response:
-    who = await principal(request, ROLE_USER)
-    settings = request.app[SETTINGS]
-    start, end = _range(request)
-    if end - start > SELF_MAX_SPAN:
+    if audience.user_view and end - start > SELF_MAX_SPAN:
         raise BadRequest(SELF_SPAN_MESSAGE)
     tz = get_tz(request.query, settings.time_zone)
-    rows = await usage_rows(request.app[STORE], start, end, tz, user_id=who.user_id)
+    if audience.admin:
+        username = get_str(request.query, "username", settings)
+        rows = await usage_rows(request.app[STORE], start, end, tz, username=username)
+    else:
+        rows = await usage_rows(request.app[STORE], start, end, tz, user_id=who.user_id)
     return ok(rows)
