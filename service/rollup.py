@@ -37,6 +37,7 @@ from .deletion import (
     CORRECTIONS,
     DAY,
     MAX_DATETIME,
+    MONTHLY,
     TABLES,
     DeleteGuard,
     day_start,
@@ -201,7 +202,11 @@ async def rebuild_day(store: Store, day: date) -> None:
             "rollup repair on a cluster is not supported: repair on a single-node server"
         )
     params = _window(day)
+    monthly = {r.table for r in MONTHLY}
     for source in SOURCES:
+        if source.table in monthly:
+            await _correct_day(store, source, day)
+            continue
         work = f"{source.table}_repair_{uuid.uuid4().hex[:12]}"
         await store.command(f"CREATE TABLE {work} AS {source.table}")
         try:
@@ -233,6 +238,33 @@ async def _rebuild_guarded(store: Store, day: date, guard: DeleteGuard | None) -
     lo = day_start(day)
     async with guard.hold_span(lo, lo + DAY):
         await rebuild_day(store, day)
+
+
+async def _correct_day(store: Store, source: Source, day: date) -> None:
+    """A level partitioned by month cannot have one day's partition replaced: the cells
+    the day lacks or has too much (raw minus rollup) are inserted instead, signed, in one
+    ``INSERT ... SELECT`` (this process's and other replicas' ingest of the day held)."""
+    keys = ", ".join(_q(k) for k in source.keys)
+    cols = ", ".join(_q(c) for c in source.columns)
+    # the rollup side first: a UNION takes its column names from its first SELECT
+    negated = ", ".join(
+        f"-toInt128({_q(c)}) AS d_{c.strip('`')}" if c in source.figures else _q(c)
+        for c in source.columns
+    )
+    sums = ", ".join(
+        f"sum(d_{c.strip('`')})" if c in source.figures else _q(c) for c in source.columns
+    )
+    differ = " OR ".join(f"sum(d_{f}) != 0" for f in source.figures)
+    time_col = _q(source.time)
+    sql = (
+        f"INSERT INTO {source.table} ({cols}) SELECT {sums} FROM ("
+        f"SELECT {negated} FROM {source.table} "
+        f"WHERE {time_col} >= toDateTime({{lo:UInt32}}, 'UTC') "
+        f"AND {time_col} < toDateTime({{hi:UInt32}}, 'UTC') "
+        f"UNION ALL SELECT * FROM ({source.select.replace('{sign}', '')})"
+        f") GROUP BY {keys} HAVING {differ}"
+    )
+    await store.command(sql, _window(day), settings=_NO_DEDUP)
 
 
 async def settle_day(store: Store, day: date, guard: DeleteGuard | None = None) -> int:
