@@ -537,7 +537,10 @@ async def series(
     flt = stat_filter(flt)
     key = group_keys[request.group_by] if request.group_by else None
     lo, hi = half_open(request.start, request.end)
-    assert lo is not None and hi is not None
+    # An end at the last representable second leaves the range open; a series needs a
+    # last bucket, and no row can be stored that late (ingest refuses the future).
+    hi = MAX_TIMESTAMP if hi is None else hi
+    assert lo is not None
     pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:

@@ -195,3 +195,19 @@ def test_a_missing_or_foreign_table_is_refused(gateway: ChdbStore) -> None:
         assert views.scalar() == 0
 
     asyncio.run(body())
+
+
+async def test_attach_through_each_backend(gateway: ChdbStore, backend: Any) -> None:
+    """The command's statements (the view's DDL, the parameterised day inserts) work
+    through the HTTP client a ClickHouse server deployment uses, as in-process."""
+    now = int(time.time())
+    before = [gateway_row(n, now - 3600 * n - 100) for n in range(1, 30)]
+    await insert(gateway, before)
+    done = await attach(backend, SOURCE, CHANNEL_TABLE, settle=0)
+    assert done.rows == len(before)
+    after = [gateway_row(100 + n, done.cutover + n) for n in range(3)]
+    for row in after:
+        await insert(gateway, [row])
+    got = (await backend.query(GATELOG_SELECT)).rows
+    assert sorted(tuple(r[1:]) for r in got) == sorted(expected(r) for r in before + after)
+    assert len({r[0] for r in got}) == len(got)

@@ -317,6 +317,70 @@ def test_phone_width_and_a_bad_token(browser: Any, live: Live) -> None:
         context.close()
 
 
+def test_the_gateways_session_signs_in(
+    browser: Any, live: Live, engine: Any, data_dir: Path
+) -> None:
+    """With delegated sign-in, a browser signed in to the gateway's UI on the same site
+    (its ``session`` cookie, its user in localStorage) sees its own logs without pasting
+    anything; another user's id beside that cookie gets the sign-in form."""
+    from service.settings import Settings
+    from tests.conftest import SECRET
+    from tests.gateway import Gateway, User
+
+    gateway = Gateway(scheme="legacy")
+    carol = gateway.add(User(USER_ID, "carol"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    holder: dict[str, Any] = {}
+
+    async def up() -> None:
+        await gateway.start()
+        settings = Settings(
+            data_dir=str(data_dir), jwt_secret=SECRET, token_lookup_rate=0, gateway_url=gateway.url
+        )
+        runner = web.AppRunner(create_app(settings, store=engine))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        holder["runner"] = runner
+        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def down() -> None:
+        await holder["runner"].cleanup()
+        await gateway.stop()
+
+    asyncio.run_coroutine_threadsafe(up(), loop).result(60)
+    url = f"http://127.0.0.1:{holder['port']}"
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    try:
+        name, value = gateway.session_cookie(carol).split("=", 1)
+        context.add_cookies([{"name": name, "value": value, "url": url}])
+        page = context.new_page()
+        page.goto(url + "/dashboard/")
+        page.wait_for_selector("input[name=token]", state="visible")  # no user id: refused
+        page.evaluate("localStorage.setItem('user', JSON.stringify({id: 3, username: 'dave'}))")
+        page.reload()
+        page.wait_for_selector("input[name=token]", state="visible")  # not this cookie's user
+        page.evaluate("localStorage.setItem('user', JSON.stringify({id: 2, username: 'carol'}))")
+        page.reload()
+        wait_refreshed(page, 1)
+        assert page.evaluate("document.body.dataset.view") == "user"
+        mine = [r for r in live.rows if r["user_id"] == USER_ID]
+        assert page.eval_on_selector("#log-table", "e => e.dataset.total") == str(len(mine))
+        _, rows = table(page)
+        assert rows and all(r["username"] == "carol" for r in rows)
+        last = gateway.received[-1]
+        assert last.get("New-Api-User") == "2" and "session=" in last.get("Cookie", "")
+        assert "Authorization" not in last
+        assert page.evaluate("sessionStorage.length") == 0  # nothing of the gateway's kept
+    finally:
+        context.close()
+        asyncio.run_coroutine_threadsafe(down(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+
 def test_assets_are_served_by_the_service(live: Live) -> None:
     for name, kind in [("app.js", "javascript"), ("plotly.min.js", "javascript")]:
         with urllib.request.urlopen(f"{live.url}/dashboard/assets/{name}", timeout=30) as r:

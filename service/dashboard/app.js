@@ -23,6 +23,7 @@ async function api(path, params, raw) {
   }
   const headers = {};
   if (token()) headers.Authorization = "Bearer " + token();
+  else if (gatewayUser()) headers["New-Api-User"] = gatewayUser();
   const response = await fetch(url, { headers, credentials: "same-origin" });
   if (raw) {
     if (!response.ok) throw new ApiError(response.status, (await response.json()).message);
@@ -38,6 +39,19 @@ function exact(key, value, context) {
   if (typeof value === "number" && !Number.isSafeInteger(value) && context && context.source
       && /^-?\d+$/.test(context.source)) return context.source;
   return value;
+}
+
+// The gateway's own UI (new-api's legacy sign-in), on this same site, keeps the signed-in
+// user in localStorage "user" and sends its id as New-Api-User beside the session cookie;
+// the gateway refuses the cookie without it. Read only, never written.
+function gatewayUser() {
+  if (document.body.dataset.gateway !== "1") return "";
+  try {
+    const id = JSON.parse(localStorage.getItem("user") || "null")?.id;
+    return Number.isSafeInteger(id) && id > 0 ? String(id) : "";
+  } catch (e) {
+    return "";
+  }
 }
 
 function base(path) { return state.admin ? "/api/log/" + path : "/api/log/self/" + path; }
