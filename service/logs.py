@@ -58,7 +58,7 @@ def page_sql(fields: Sequence[str], where: str, since: bool = False) -> str:
     ``{since:UInt32}`` parameter, see :func:`newest_bound`), read in two steps in one
     statement: the page's keys ``(user_id, created_at, id)`` first, then the page's
     rows by key. The keys come from the narrow columns only, through the time-ordered
-    projection ``logs_by_time`` (schema/017) where the filter's columns are in it
+    projection ``logs_by_time_sums`` (schema/023) where the filter's columns are in it
     (admin pages: read in order, stopping after the page) or through the table's own
     ``(user_id, created_at, id)`` order (one user's pages); the wide columns (content,
     other) are then read for the page's rows only, found through the primary key."""

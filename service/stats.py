@@ -59,7 +59,7 @@ DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
 _EVERY = frozenset(DIMENSION_COLUMNS)
 _SITE = frozenset({"type", "model_name", "channel", "group"})
 #: every rollup, coarsest level first and, within a level, smallest first (schema/003,
-#: 010-015); logs_minute serves every filter a rollup can serve.
+#: 010-011, 019-022); logs_minute serves every filter a rollup can serve.
 ROLLUPS: tuple[Rollup, ...] = (
     Rollup("logs_day_site_m", "day", DAY, _SITE, by_month=True),
     Rollup("logs_day_m", "day", DAY, _EVERY, by_month=True),
@@ -340,7 +340,7 @@ def count_bucket(flt: LogFilter) -> int:
     """The bucket size for :func:`bucket_counts` of a list: whole UTC days. Their counts
     come from the day rollups (site-wide: a few dozen rows a day) and the edges of the
     range; the page bounded to the newest days that hold it then reads those days in
-    time order (the ``logs_by_time`` projection, schema/017) and stops after the page,
+    time order (the ``logs_by_time_sums`` projection, schema/023) and stops after the page,
     so finer buckets would cost more to count than they save."""
     return DAY
 
