@@ -36,7 +36,7 @@ DAY = 86400
 MEMORY_LIMIT = 241  # the engine's code for a query past max_memory_usage
 FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
-    "ndjson": "application/x-ndjson",
+    "ndjson": "application/x-ndjson; charset=utf-8",
 }
 DEFAULT_FORMAT = "csv"
 # Spreadsheets run cells that start with these as formulas; such text cells get a
