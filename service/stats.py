@@ -533,9 +533,9 @@ async def series(
     check_series(request, max_buckets)
     flt = stat_filter(flt)
     key = group_keys[request.group_by] if request.group_by else None
-    lo, hi = half_open(request.start, request.end)
-    assert lo is not None and hi is not None
-    pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
+    lo, hi = half_open(request.start, request.end)  # hi None: up to the last second
+    grain = request.grain(request.start, request.end + 1)
+    pieces = plan_pieces(flt, lo, hi, request.group_by, grain)
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:
         zoned = request.bucket_sql if request.zoned else None
