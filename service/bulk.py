@@ -1,12 +1,12 @@
 """Bulk loading: an Arrow table into an engine table by the engine's fastest path.
 
 Generation and import move millions of rows; row lists through the driver would cost
-more than everything else together. On the embedded engine the batch is written as an
-Arrow IPC file and read by the engine itself (``INSERT ... SELECT FROM file(...)``),
-which measured about twice as fast as handing the table to the driver's
-``insert_arrow`` (spec/engine-notes.md: file formats are chDB's fastest insert path).
-A ClickHouse server cannot read this machine's files, so there the driver's Arrow
-insert is used.
+more than everything else together. The batch goes through
+:meth:`service.store.Store.insert_table` (the path of ``POST /api/internal/logs`` too): on
+the embedded engine an Arrow IPC file read by the engine itself (``INSERT ... SELECT FROM
+file(...)``), which measured about twice as fast as handing the table to the driver's
+``insert_arrow`` (spec/engine-notes.md: file formats are chDB's fastest insert path); a
+ClickHouse server cannot read this machine's files, so there the driver's Arrow insert.
 
 Every batch carries an ``insert_deduplication_token``: replaying an identical batch
 (a retried or resumed job) stores nothing twice, within the table's deduplication
@@ -15,27 +15,14 @@ window.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from .columns import Column
-from .store import ChdbStore, Store
-
-# Identifiers only: column names of our own tables, quoted because `group` is reserved.
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def _ident(name: str) -> str:
-    if not name or not set(name) <= _SAFE:
-        raise ValueError(f"not a plain column name: {name!r}")
-    return f"`{name}`"
+from .store import Store
 
 
 def arrow_type(column: Column) -> pa.DataType:
@@ -63,14 +50,6 @@ def arrow_table(columns: Sequence[Column], values: Mapping[str, Any]) -> pa.Tabl
     return pa.table(arrays)
 
 
-def spool_dir() -> str:
-    """Where batch files go: memory-backed when the machine has it."""
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK):
-        return shm
-    return tempfile.gettempdir()
-
-
 async def insert_table(
     store: Store,
     table: str,
@@ -83,24 +62,7 @@ async def insert_table(
     if rows == 0:
         return 0
     extra = {"insert_deduplication_token": dedup_token, "async_insert": 0, **(settings or {})}
-    if not isinstance(store, ChdbStore):
-        await store.insert_arrow(table, data, settings=extra)
-        return rows
-    import pyarrow.feather as feather
-
-    columns = ", ".join(_ident(name) for name in data.column_names)
-    path = os.path.join(spool_dir(), f"gatelog-bulk-{uuid.uuid4().hex}.arrow")
-    try:
-        feather.write_feather(data, path, compression="uncompressed")
-        await store.command(
-            f"INSERT INTO {_ident(table)} ({columns}) "
-            f"SELECT {columns} FROM file({{path:String}}, 'Arrow')",
-            {"path": path},
-            settings=extra,
-        )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    await store.insert_table(table, data, settings=extra)
     return rows
 
 

@@ -310,6 +310,10 @@ class GatedStore(Store):
         async with self.gate.slot("insert", self.inner):
             await self.inner.insert_arrow(table, table_data, settings)
 
+    async def insert_table(self, table: str, data: Any, settings: Params = None) -> None:
+        async with self.gate.slot("insert", self.inner):
+            await self.inner.insert_table(table, data, settings)
+
     async def stream(
         self, sql: str, params: Params = None, settings: Params = None
     ) -> AsyncIterator[list[tuple[Any, ...]]]:

@@ -13,9 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+try:
+    import msgspec
+except ImportError:  # an environment installed before the dependency: the reference path
+    msgspec = None  # type: ignore[assignment]
 
 from .columns import LOGS, TOKENS, Column
 from .errors import BadRequest
@@ -31,8 +39,8 @@ MAX_DAYS_PER_INSERT = 90  # under the engine's max_partitions_per_insert_block (
 DEFAULT_MAX_CONTENT_CHARS = 65_536
 DEFAULT_MAX_OTHER_CHARS = 65_536
 DEFAULT_MAX_TEXT_CHARS = 1_024
-# Per-row bounds of the summed figures: a sum over any range reaches Int64's 2^63-1
-# only after 9.2 million rows at the quota bound, or 9.2 billion at the token bound.
+# Per-row bounds of the summed figures: they keep one batch's sum inside Int64 (the
+# views add an insert block in Int64); sums over ranges are Int128 (schema/055-058).
 DEFAULT_MAX_QUOTA = 10**12
 DEFAULT_MAX_TOKENS = 10**9
 DEFAULT_CLOCK_SKEW_SECONDS = 300
@@ -199,18 +207,6 @@ def _check(index: int, f: Field, value: Any) -> Any:
     return value
 
 
-def check_days(rows: list[list[Any]], max_days: int) -> None:
-    """A batch spans at most ``max_days`` days (each day is a partition of ``logs``)."""
-    at = LOG_COLUMNS.index("created_at")
-    days = len({row[at] // 86400 for row in rows})
-    if days > max_days:
-        raise BadRequest(
-            f"body: the batch spans {days} days, more than the limit of {max_days} "
-            "(GATELOG_INGEST_MAX_DAYS_PER_BATCH); send one batch per day, "
-            "or import history with the import command"
-        )
-
-
 def check_token_keys(rows: list[list[Any]], min_chars: int) -> None:
     """Keys count without surrounding whitespace and the ``sk-`` prefix: no blank keys."""
     for index, row in enumerate(rows, start=1):
@@ -270,3 +266,189 @@ async def store_tokens(store: Store, rows: list[list[Any]], hash_key: Callable[[
         settings={"async_insert": 0},
     )
     return len(values)
+
+
+# -- the columnar path of logs ------------------------------------------------------------
+#
+# A batch of logs is decoded by msgspec straight into typed row structs (types checked by
+# the decoder), turned into columns, checked per column with Arrow compute (bounds,
+# lengths, required fields) and inserted as one Arrow table. A batch the fast path does not
+# take as it stands (any bad value, but also a float where an integer goes, which the
+# reference path accepts when whole) goes through the reference path above
+# (parse_body + validate), which accepts it or names the first bad row and field: what is
+# accepted and every message are the reference path's by construction, and the fast path
+# only decides how fast a good batch goes. Measured in bench/write.py and docs/benchmarks.md.
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
+DECODE_CHUNK_ROWS = 2048
+
+#: the Arrow types `logs` is loaded as (the column catalogue, service/columns.py)
+LOG_ARROW_TYPES: dict[str, pa.DataType] = {c.name: getattr(pa, c.arrow_type)() for c in LOGS}
+
+_DECODED: dict[str, Any] = {
+    "int": int | None,
+    "str": str | None,
+    "bool": bool | None,
+    "json": str | dict[str, Any] | list[Any] | None,
+}
+# What the fast path gives up on: the reference path then decides (and names the error).
+_NOT_FAST: tuple[type[BaseException], ...] = (
+    RecursionError,
+    OverflowError,
+    TypeError,
+    pa.ArrowException,
+    *((msgspec.MsgspecError,) if msgspec is not None else ()),
+)
+
+
+def _row_struct(fields: Sequence[Field]) -> Any:
+    return msgspec.defstruct("LogRow", [(f.name, _DECODED[f.kind], None) for f in fields], gc=False)
+
+
+_LOG_SHAPE = tuple((f.name, f.kind) for f in LOG_FIELDS)
+if msgspec is not None:
+    _LOG_ROW = _row_struct(LOG_FIELDS)
+    _LINE_DECODER = msgspec.json.Decoder(_LOG_ROW)
+    _RAW_ARRAY_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def parse_logs(body: bytes, content_type: str, fields: Sequence[Field], max_rows: int) -> pa.Table:
+    """A batch of logs as an Arrow table of ``LOG_COLUMNS`` (``id`` null where none was
+    given, other absent values their defaults); a bad batch raises the 400 of
+    :func:`validate`."""
+    if tuple((f.name, f.kind) for f in fields) != _LOG_SHAPE:
+        raise ValueError("parse_logs takes the log fields (log_fields / log_fields_for)")
+    table = _fast_logs(body, content_type, fields, max_rows) if msgspec is not None else None
+    if table is None:
+        table = log_table(validate(parse_body(body, content_type), fields, max_rows))
+    return table
+
+
+def log_table(rows: list[list[Any]]) -> pa.Table:
+    """Validated rows (:func:`validate` of the log fields) as an Arrow table."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in LOG_COLUMNS]
+    return pa.table(
+        {
+            name: pa.array(values, LOG_ARROW_TYPES[name])
+            for name, values in zip(LOG_COLUMNS, columns, strict=True)
+        }
+    )
+
+
+def _valid_utf8(body: bytes) -> bool:
+    """Whether ``body`` is UTF-8, checked in place (no decoded copy of the body)."""
+    offsets = pa.array([0, len(body)], pa.int64()).buffers()[1]
+    whole = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(body)])
+    try:
+        whole.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _fast_logs(
+    body: bytes, content_type: str, fields: Sequence[Field], max_rows: int
+) -> pa.Table | None:
+    """The batch as columns when every value is plainly good; None hands it to the
+    reference path."""
+    if not _valid_utf8(body):
+        return None
+    try:
+        items: list[Any]
+        if content_type in NDJSON_TYPES:
+            # One line, one value: decoded line by line (a line holding two objects is not
+            # valid NDJSON); lines end at "\n" only and blank lines are skipped, as in
+            # parse_body.
+            items = [line for line in body.split(b"\n") if line.strip(b" \t\r")]
+        else:
+            # The array's elements as their raw JSON text (views into the body), each
+            # decoded below like a line.
+            items = _RAW_ARRAY_DECODER.decode(body)
+        if not 0 < len(items) <= max_rows:
+            return None
+        decode = _LINE_DECODER.decode
+        chunks: list[list[pa.Array]] = [[] for _ in fields]
+        # In chunks of rows, so that the decoded Python objects of a chunk only are alive
+        # at a time (a 10,000-row body of 6.6 MiB took 17 MiB decoded whole).
+        for start in range(0, len(items), DECODE_CHUNK_ROWS):
+            rows = [decode(item) for item in items[start : start + DECODE_CHUNK_ROWS]]
+            columns = list(zip(*map(msgspec.structs.astuple, rows), strict=True))
+            del rows
+            for f, values, out in zip(fields, columns, chunks, strict=True):
+                array = _column(f, values)
+                if array is None:
+                    return None
+                out.append(array)
+        return pa.table(
+            {
+                f.name: pa.chunked_array(out, out[0].type)
+                for f, out in zip(fields, chunks, strict=True)
+            }
+        )
+    except _NOT_FAST:
+        return None
+
+
+def _column(f: Field, values: Sequence[Any]) -> pa.Array | None:
+    """One column checked as :func:`_check` would check each value; None when any value
+    is not plainly good (the reference path then names it)."""
+    if f.kind == "int":
+        array = pa.array(values, pa.int64())
+        if array.null_count:
+            if f.required:
+                return None
+            if f.name != "id":
+                array = array.fill_null(0 if f.default is None else f.default)
+        if array.null_count < len(array):
+            bounds = pc.min_max(array)
+            if bounds["min"].as_py() < f.minimum or bounds["max"].as_py() > f.maximum:
+                return None
+        return array.cast(LOG_ARROW_TYPES[f.name])
+    if f.kind == "bool":
+        return pa.array(values, pa.bool_()).fill_null(False)
+    if f.kind == "json" and not all(v is None or type(v) is str for v in values):
+        values = [
+            v
+            if v is None or type(v) is str
+            else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            for v in values
+        ]
+    array = pa.array(values, pa.string())
+    if array.null_count < len(array) and pc.max(pc.utf8_length(array)).as_py() > f.max_len:
+        return None
+    return array.fill_null("")
+
+
+def check_log_days(table: pa.Table, max_days: int) -> None:
+    """A batch spans at most ``max_days`` days (each day is a partition of ``logs``)."""
+    days = pc.count_distinct(pc.divide(table["created_at"], 86400)).as_py()
+    if days > max_days:
+        raise BadRequest(
+            f"body: the batch spans {days} days, more than the limit of {max_days} "
+            "(GATELOG_INGEST_MAX_DAYS_PER_BATCH); send one batch per day, "
+            "or import history with the import command"
+        )
+
+
+async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdSource) -> int:
+    """Insert a table of :func:`parse_logs`; returns its row count. Rows without an id get
+    one; rows spanning many days go in chunks of at most ``MAX_DAYS_PER_INSERT`` days,
+    each with its own deterministic dedup token (as :func:`store_logs`)."""
+    given = table["id"].combine_chunks()
+    if given.null_count:
+        new = pa.array(await ids.take(given.null_count), pa.uint64())
+        table = table.set_column(0, "id", pc.replace_with_mask(given, given.is_null(), new))
+    day = pc.divide(table["created_at"], 86400)
+    days = pc.unique(day).sort()
+    chunks = [table]
+    if len(days) > MAX_DAYS_PER_INSERT:
+        chunk_of = pc.divide(pc.index_in(day, value_set=days), MAX_DAYS_PER_INSERT)
+        count = (len(days) - 1) // MAX_DAYS_PER_INSERT + 1
+        chunks = [table.filter(pc.equal(chunk_of, number)) for number in range(count)]
+    for number, chunk in enumerate(chunks):
+        await store.insert_table(
+            "logs",
+            chunk,
+            settings={"insert_deduplication_token": f"{token}:{number}", "async_insert": 0},
+        )
+    return int(table.num_rows)

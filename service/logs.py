@@ -58,7 +58,7 @@ def page_sql(fields: Sequence[str], where: str, since: bool = False) -> str:
     ``{since:UInt32}`` parameter, see :func:`newest_bound`), read in two steps in one
     statement: the page's keys ``(user_id, created_at, id)`` first, then the page's
     rows by key. The keys come from the narrow columns only, through the time-ordered
-    projection ``logs_by_time`` (schema/017) where the filter's columns are in it
+    projection ``logs_by_time_sums`` (schema/023) where the filter's columns are in it
     (admin pages: read in order, stopping after the page) or through the table's own
     ``(user_id, created_at, id)`` order (one user's pages); the wide columns (content,
     other) are then read for the page's rows only, found through the primary key."""
@@ -199,14 +199,24 @@ async def search(
     return shape(rows.rows, fields, user_view)
 
 
+#: The token lookup does the same engine work whether the key is known or not: the
+#: bloom filter on key_hash would skip every granule for an unknown key and read one for
+#: a known (disabled) one, 0.8-0.9 ms apart at the median, so it is not used; every
+#: lookup reads key_hash of the whole table and answers exactly one row.
+#: bench/token_timing.py measures it (SECURITY.md).
+TOKEN_LOOKUP = (
+    "SELECT count() AS n, argMin(tuple(id, user_id, status, name), id) AS token "
+    "FROM tokens FINAL WHERE key_hash = {key_hash:String}"
+)
+TOKEN_LOOKUP_SETTINGS = {"use_skip_indexes": 0}
+
+
 async def find_token(store: Store, key_hash: str) -> dict[str, Any] | None:
-    rows = await store.query(
-        "SELECT id, user_id, status, name FROM tokens FINAL "
-        "WHERE key_hash = {key_hash:String} ORDER BY id LIMIT 1",
-        {"key_hash": key_hash},
-    )
-    found = rows.dicts()
-    return found[0] if found else None
+    rows = await store.query(TOKEN_LOOKUP, {"key_hash": key_hash}, TOKEN_LOOKUP_SETTINGS)
+    n, token = rows.rows[0]
+    if not n:
+        return None
+    return dict(zip(("id", "user_id", "status", "name"), token, strict=True))
 
 
 async def token_logs(store: Store, token: dict[str, Any], page: Page) -> list[dict[str, Any]]:

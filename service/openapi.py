@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, export, logs, stats
 from .columns import LOGS
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
-from .params import FILTERS, LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP, Filter
+from .params import FILTER, FILTERS, LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP, Filter
 from .settings import Settings
 from .usage import zone_names
 
@@ -118,11 +118,16 @@ def _filter_schema(f: Filter, settings: Settings) -> Schema:
         return {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0}
     if f.kind == "int":
         return {"type": "integer", "minimum": 0, "maximum": f.maximum}
+    return _text_schema(settings)
+
+
+def _text_schema(settings: Settings) -> Schema:
+    """A text parameter (get_str: at most GATELOG_MAX_TEXT_PARAM characters)."""
     return {"type": "string", "maxLength": settings.max_text_param}
 
 
 def _parameters(settings: Settings) -> dict[str, Schema]:
-    text = {"type": "string", "maxLength": settings.max_text_param}
+    text = _text_schema(settings)
 
     def query(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
         parameter = {
@@ -145,7 +150,8 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         )
 
     types = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
-    timestamp = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP}
+    # the routes' own wording of the type and the time range, with the filters' schemas
+    timestamp = _filter_schema(FILTER["start_timestamp"], settings)
     return {
         "p": query(
             "p",
@@ -160,7 +166,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         **{f.name: query(f.name, _filter_schema(f, settings), f.description) for f in FILTERS},
         "stat_type": query(
             "type",
-            {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0},
+            _filter_schema(FILTER["type"], settings),
             f"which logs count: 0 or missing counts 2 (consume), as the gateway's stat "
             f"does; any other type counts that type ({types})",
         ),
@@ -652,6 +658,16 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 "deleteLogs", "Delete every log before a time (admin)", "logs",
                 ["target_timestamp"], _ok({"type": "integer", "minimum": 0}, "logs deleted"),
                 READ_ERRORS,
+            ),
+        },
+        "/api/log/future": {
+            "delete": _operation(
+                "deleteFutureLogs", "Delete every log dated after now + the clock skew (admin)",
+                "logs", [], _ok({"type": "integer", "minimum": 0}, "logs deleted"),
+                ("401", "403", "503"),
+                description="Removes logs whose created_at is later than ingest accepts "
+                "(now + GATELOG_INGEST_CLOCK_SKEW_SECONDS), stored before that bound; the "
+                "rollups stay exact.",
             ),
         },
         "/api/log/self": {

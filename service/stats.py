@@ -59,7 +59,7 @@ DIMENSION_ORDER = tuple(DIMENSION_COLUMNS)
 _EVERY = frozenset(DIMENSION_COLUMNS)
 _SITE = frozenset({"type", "model_name", "channel", "group"})
 #: every rollup, coarsest level first and, within a level, smallest first (schema/003,
-#: 010-015); logs_minute serves every filter a rollup can serve.
+#: 010-011, 019-022); logs_minute serves every filter a rollup can serve.
 ROLLUPS: tuple[Rollup, ...] = (
     Rollup("logs_day_site_m", "day", DAY, _SITE, by_month=True),
     Rollup("logs_day_m", "day", DAY, _EVERY, by_month=True),
@@ -94,9 +94,12 @@ _ROLLUP_SUMS = (
     "sum(requests) AS requests, sum(quota) AS quota, "
     "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
 )
+# Raw rows are summed as Int128 like the rollups' cells (schema/055-058): a range may
+# hold far more rows at the per-row bounds than Int64 can add up.
 _RAW_SUMS = (
-    "toInt64(count()) AS requests, sum(quota) AS quota, "
-    "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
+    "toInt64(count()) AS requests, sum(toInt128(quota)) AS quota, "
+    "sum(toInt128(prompt_tokens)) AS prompt_tokens, "
+    "sum(toInt128(completion_tokens)) AS completion_tokens"
 )
 _OUTER_SUMS = (
     "sum(requests) AS requests, sum(quota) AS quota, "
@@ -337,7 +340,7 @@ def count_bucket(flt: LogFilter) -> int:
     """The bucket size for :func:`bucket_counts` of a list: whole UTC days. Their counts
     come from the day rollups (site-wide: a few dozen rows a day) and the edges of the
     range; the page bounded to the newest days that hold it then reads those days in
-    time order (the ``logs_by_time`` projection, schema/017) and stops after the page,
+    time order (the ``logs_by_time_sums`` projection, schema/023) and stops after the page,
     so finer buckets would cost more to count than they save."""
     return DAY
 
@@ -533,9 +536,12 @@ async def series(
     check_series(request, max_buckets)
     flt = stat_filter(flt)
     key = group_keys[request.group_by] if request.group_by else None
-    lo, hi = half_open(request.start, request.end)  # hi None: up to the last second
-    grain = request.grain(request.start, request.end + 1)
-    pieces = plan_pieces(flt, lo, hi, request.group_by, grain)
+    lo, hi = half_open(request.start, request.end)
+    # An end at the last representable second leaves the range open; a series needs a
+    # last bucket, and no row can be stored that late (ingest refuses the future).
+    hi = MAX_TIMESTAMP if hi is None else hi
+    assert lo is not None
+    pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:
         zoned = request.bucket_sql if request.zoned else None

@@ -24,6 +24,7 @@ from service.settings import Settings
 from service.store import ChdbStore, HttpStore, Store
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
+HTTP_PASSWORD = "gatelog-test-password"
 
 
 @pytest.fixture(scope="session")
@@ -103,17 +104,22 @@ async def backend(backend_kind: str, store: ChdbStore) -> AsyncIterator[Store]:
     if backend_kind == "embedded":
         yield store
         return
-    from tests.support.chhttp import ClickHouseHTTPServer
+    from tests.support.chhttp import DEPLOY_USERS, ClickHouseHTTPServer, users_from_xml
 
-    server = ClickHouseHTTPServer(store.path)
+    # The account the deployment ships (deploy/clickhouse/users.d), its grants enforced:
+    # every statement the service sends through this backend must be one they allow.
+    users = users_from_xml(DEPLOY_USERS / "gatelog.xml", {"gatelog": HTTP_PASSWORD})
+    server = ClickHouseHTTPServer(store.path, users=users)
     port = await server.start()
-    http = HttpStore(f"http://default:@127.0.0.1:{port}/{store.database}", timeout=10.0)
+    url = f"http://gatelog:{HTTP_PASSWORD}@127.0.0.1:{port}/{store.database}"
+    http = HttpStore(url, timeout=10.0)
     try:
         yield http
     finally:
         await http.close()
         await server.stop()
         server.close()
+    assert users["gatelog"].denied == [], "statements the deployed grants refuse"
 
 
 @pytest.fixture

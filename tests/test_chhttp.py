@@ -175,3 +175,45 @@ async def test_server_over_an_existing_chdb_session(chdb_path: str) -> None:
 def test_decode_body_reads_every_lz4_frame() -> None:
     frames = lz4.frame.compress(b"first ") + lz4.frame.compress(b"second")
     assert _decode_body(frames, "lz4") == b"first second"
+
+
+@pytest.mark.asyncio
+async def test_the_deployed_account_has_exactly_its_grants(chdb_path: str) -> None:
+    """users.d/gatelog.xml read by the server: the password is checked, and the
+    statements the grants do not cover are refused as ClickHouse refuses them."""
+    from tests.support.chhttp import DEPLOY_USERS, users_from_xml
+
+    users = users_from_xml(DEPLOY_USERS / "gatelog.xml", {"gatelog": "pw"})
+    assert users["gatelog"].database == "gatelog"
+    async with ClickHouseHTTPServer(chdb_path, users=users) as srv:
+        with pytest.raises(DatabaseError) as refused:
+            await get_async_client(host="127.0.0.1", port=srv.port, username="gatelog",
+                                   password="nope")  # fmt: skip
+        assert getattr(refused.value, "code", None) == 516
+        ch = await get_async_client(
+            host="127.0.0.1", port=srv.port, username="gatelog", password="pw", database="gatelog"
+        )
+        try:
+            await ch.command(
+                "CREATE TABLE IF NOT EXISTS grants_probe (x UInt8) ENGINE = MergeTree ORDER BY x"
+            )
+            await ch.command("INSERT INTO grants_probe VALUES (1)")
+            assert await ch.command("SELECT count() FROM grants_probe") == 1
+            assert await ch.command("SELECT count() > 0 FROM system.tables") == 1
+            await ch.command("ALTER TABLE grants_probe DELETE WHERE x = 1")
+            await ch.command("ALTER TABLE grants_probe DROP PARTITION ID 'all'")
+            for statement in (
+                "TRUNCATE TABLE grants_probe",
+                "DROP TABLE grants_probe",
+                "ALTER TABLE grants_probe ADD COLUMN y UInt8",
+                "OPTIMIZE TABLE grants_probe FINAL",
+                "SELECT count() FROM default.grants_elsewhere",
+                "CREATE DATABASE other_db",
+            ):
+                with pytest.raises(DatabaseError) as denied:
+                    await ch.command(statement)
+                assert getattr(denied.value, "code", None) == 497, statement
+            assert len(users["gatelog"].denied) == 6
+        finally:
+            await ch.close()
+    Connection(chdb_path).query("DROP TABLE IF EXISTS gatelog.grants_probe")

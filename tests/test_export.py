@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from service.app import create_app
 from service.export import plan_windows
-from service.logs import ADMIN_FIELDS, USER_FIELDS
 from service.params import LogFilter
 from tests import brute
 from tests.conftest import ADMIN, WRITER, log_row, truncate_all, user_headers
+from tests.expected import ADMIN_FIELDS, USER_FIELDS, assert_user_view
 
 BASE = 1_790_000_000
 _ids = itertools.count(1)
@@ -66,7 +66,8 @@ SAMPLE = [
          other='{"admin_info":{"node":"n1"},"model_ratio":2}', is_stream=True),
     dict(user_id=7, created_at=BASE - 5, token_name="=HYPERLINK(1)", quota=-4),
     dict(user_id=8, created_at=BASE - 86400, model_name="claude", quota=10**12),
-    dict(user_id=7, created_at=BASE - 3 * 86400, type=5, username="Ünïcode 用户"),
+    dict(user_id=7, created_at=BASE - 3 * 86400, type=5, username="Ünïcode 用户",
+         other='{"reject_reason":"quota","audit_info":{"by":1},"x":1}'),
 ]  # fmt: skip
 
 
@@ -120,13 +121,17 @@ async def test_user_export_has_the_user_view_only(client: Any) -> None:
     items, totals = parse_ndjson(await response.text())
     mine = brute.newest_first(r for r in rows if r["user_id"] == 7)
     assert [i["id"] for i in items] == [r["id"] for r in mine]
+    by_id = {r["id"]: r for r in rows}
     for item in items:
-        assert list(item) == list(USER_FIELDS)
-        assert "admin_info" not in item["other"]
+        assert_user_view(item, by_id[item["id"]])
     assert totals == totals_of(mine)
     response = await client.get("/api/log/self/export", headers=user_headers(7))
     header, records, _ = parse_csv(await response.text())
     assert header == list(USER_FIELDS) and len(records) == len(mine)
+    for record in records:
+        item = dict(zip(header, record, strict=True))
+        item["id"] = int(item["id"])
+        assert_user_view(item, by_id[item["id"]])
 
 
 async def test_export_filters_and_rules(client: Any) -> None:

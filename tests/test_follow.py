@@ -20,11 +20,10 @@ from service import follow
 from service.app import create_app
 from service.follow import Follower
 from service.importer import parse_source
-from service.logs import find_token
 from service.settings import Settings, SettingsError
 from service.store import ChdbStore
-from service.tokenhash import hash_key
 from tests.conftest import truncate_all
+from tests.expected import token_by_key
 from tests.test_import import connect, maria_database, maria_server, pg_database, pg_server
 from tools.bench import newapi
 
@@ -117,7 +116,7 @@ def test_follow_brings_new_rows_once_and_token_changes(
     async def body() -> None:
         assert await follower.poll() == 5
         assert await ids_in(store) == [1, 2, 3, 4, 5]
-        found = await find_token(store, hash_key(KEY))
+        found = await token_by_key(store, KEY)
         assert found is not None and found["status"] == 1
         assert await follower.poll() == 0  # nothing new: nothing twice
         # the gateway goes on writing; it also deletes an old row and disables the token
@@ -127,7 +126,7 @@ def test_follow_brings_new_rows_once_and_token_changes(
         clock.now += follow.TOKEN_INTERVAL
         assert await follower.poll() == 3
         assert await ids_in(store) == [1, 2, 3, 4, 5, 6, 7, 8]  # the delete stays there
-        found = await find_token(store, hash_key(KEY))
+        found = await token_by_key(store, KEY)
         assert found is not None and found["status"] == 2
         quota = (await store.query("SELECT sum(quota) FROM logs")).scalar()
         assert quota == 80

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.store import ChdbStore
-from service.tokenhash import hash_key
+from tests.expected import stored_hash
 from tools.generate import BEIJING_OFFSET_HOURS, CHUNK_ROWS, Spec, World, token_key, write
 
 END = 1_764_000_000
@@ -160,7 +160,7 @@ async def test_written_once_and_token_keys_work(store: ChdbStore, client: Any) -
     stored = await store.query(
         "SELECT key_hash FROM tokens FINAL WHERE id = {id:UInt64}", {"id": token_id}
     )
-    assert stored.scalar() == hash_key(key)
+    assert stored.scalar() == stored_hash(key)
     response = await client.get(f"/api/log/token?key=sk-{key}&page_size=50")
     body = await response.json()
     assert response.status == 200, body

@@ -4,6 +4,7 @@ each documented bound on a parameter is where the service starts refusing."""
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -14,7 +15,7 @@ from openapi_spec_validator import validate
 
 from service.app import create_app
 from service.store import HttpStore
-from tests.conftest import ADMIN, WRITER, log_row, user_headers
+from tests.conftest import ADMIN, WRITER, ingest, log_row, user_headers
 
 # Documented, not yet in the route table. THE one place that tolerates a difference
 # (the test below fails if a route here is registered, or if a registered route is
@@ -182,9 +183,11 @@ async def test_engine_outages_are_documented(settings: Any) -> None:
     await dead.close()
 
 
-def bounds_cases(doc: dict[str, Any]) -> list[tuple[str, str, str, str, bool]]:
-    """(path, parameter, value, expected accepted?) at and just past each documented
-    bound, every enum value and one outside, for the GET routes the app serves."""
+def bounds_cases(doc: dict[str, Any]) -> list[tuple[str, str, str, str, bool, bool]]:
+    """(path, parameter, value, "missing" or "", accepted?, neutral?) at and just past each
+    documented bound, every enum value and one outside, for the GET routes the app
+    serves. A neutral value is one that must give the same answer as no value at all:
+    the documented default, or a bound that filters nothing (see NEUTRAL_BOUNDS)."""
     cases = []
     for path, item in doc["paths"].items():
         get = item.get("get")
@@ -193,47 +196,106 @@ def bounds_cases(doc: dict[str, Any]) -> list[tuple[str, str, str, str, bool]]:
         for reference in get["parameters"]:
             param = doc["components"]["parameters"][reference["$ref"].rsplit("/", 1)[1]]
             name, schema = param["name"], param["schema"]
+
+            def neutral(
+                value: Any, name: str = name, schema: Any = schema, path: str = path
+            ) -> bool:
+                if "default" in schema and value == schema["default"]:
+                    return True
+                bound = NEUTRAL_BOUNDS.get(name)
+                return (
+                    bound is not None and not SHAPED.search(path) and (value == schema.get(bound))
+                )
+
             if "enum" in schema:
-                cases += [(path, name, str(v), "", True) for v in schema["enum"]]
+                values = schema["enum"]
+                if len(values) > 20:  # time zones: a sample, the default and the ends
+                    values = sorted({values[0], values[-1], *values[:: len(values) // 8],
+                                     schema.get("default", values[0])})  # fmt: skip
+                cases += [(path, name, str(v), "", True, neutral(v)) for v in values]
                 outside = max(schema["enum"]) + 1 if schema["type"] == "integer" else "nope"
-                cases.append((path, name, str(outside), "", False))
+                cases.append((path, name, str(outside), "", False, False))
             elif schema["type"] == "integer":
                 low, high = schema["minimum"], schema["maximum"]
-                cases += [(path, name, str(v), "", True) for v in (low, high)]
-                cases += [(path, name, str(v), "", False) for v in (low - 1, high + 1)]
-                cases.append((path, name, "1x", "", False))
+                cases += [(path, name, str(v), "", True, neutral(v)) for v in (low, high)]
+                cases += [(path, name, str(v), "", False, False) for v in (low - 1, high + 1)]
+                cases.append((path, name, "1x", "", False, False))
             elif schema["type"] == "string" and "maxLength" in schema:
                 longest = schema["maxLength"]
-                cases += [(path, name, "k" * longest, "", True)]
-                cases += [(path, name, "k" * (longest + 1), "", False)]
+                cases += [(path, name, "k" * longest, "", True, False)]
+                cases += [(path, name, "k" * (longest + 1), "", False, False)]
             if param["required"]:
-                cases.append((path, name, "", "missing", False))
+                cases.append((path, name, "", "missing", False, False))
     return cases
 
 
+# Bounds that filter nothing, where the answer does not depend on the range asked for
+# (series and performance are shaped by their range: their buckets follow it).
+NEUTRAL_BOUNDS = {"start_timestamp": "minimum", "end_timestamp": "maximum",
+                  "page_size": "maximum"}  # fmt: skip
+SHAPED = re.compile(r"series|performance")
+TOKEN_KEY = "sk-bounds-token-key"
+
+
+async def answer(response: Any) -> Any:
+    if response.content_type == "application/json":
+        body = await response.json()
+        if isinstance(body.get("data"), dict):
+            body["data"].pop("page_size", None)  # the page size asked for, echoed
+        return body
+    return await response.text()
+
+
 async def test_each_documented_bound_is_where_the_service_starts_refusing(
-    make_client: Any,
+    store: Any, settings: Any
 ) -> None:
-    client = await make_client()
+    # A fixed clock: a default range (series) is the same for the request and its baseline.
+    app = create_app(settings, store=store, clock=lambda: 1_790_000_100)
+    async with TestClient(TestServer(app)) as client:
+        await check_bounds(client)
+
+
+async def check_bounds(client: Any) -> None:
     doc = await fetch_document(client)
     cases = bounds_cases(doc)
     assert len(cases) > 60
+    # A few rows (fewer than any page size) and a token, so that answers have content.
+    rows = [log_row(user_id=7, token_id=5, created_at=1_790_000_000 + i) for i in range(3)]
+    await ingest(client, rows)
+    token = [{"id": 5, "key": TOKEN_KEY, "name": "t", "user_id": 7, "status": 1}]
+    assert (await client.post("/api/internal/tokens", json=token, headers=WRITER)).status == 200
     headers = {"/api/log/self": user_headers(7), "/api/log/self/search": user_headers(7)}
+    baselines: dict[str, tuple[int, Any]] = {}
+
+    async def get(path: str, params: dict[str, str], key: bool = True) -> Any:
+        if path == "/api/log/token" and "key" not in params and key:
+            params = {**params, "key": TOKEN_KEY}
+        return await client.get(path, params=params, headers=headers.get(path, ADMIN))
+
     wrong = []
-    for path, name, value, missing, accepted in cases:
-        params = {} if missing else {name: value}
-        if path == "/api/log/token" and name != "key":
-            params["key"] = "sk-unknown"
-        response = await client.get(path, params=params, headers=headers.get(path, ADMIN))
-        # (an export answers CSV or NDJSON; its refusals are JSON like every other)
-        is_json = response.content_type == "application/json"
-        body = await response.json() if is_json else {"message": await response.text()}
-        # Accepted: anything but a 400 (an unknown token key is a valid request: 404).
-        if (response.status != 400) != accepted:
-            wrong.append((path, name, value[:20], response.status, body["message"]))
-        elif not accepted:
-            assert name in body["message"], body
-    assert wrong == []
+    for path, name, value, missing, accepted, neutral in cases:
+        response = await get(path, {} if missing else {name: value}, key=name != "key")
+        body = await answer(response)
+        message = body["message"] if isinstance(body, dict) else body
+        if accepted:
+            # Accepted is a 2xx (a well-formed but unknown token key: its 404), never
+            # just "not a 400": a 500 at a documented bound is a failure.
+            unknown_key = path == "/api/log/token" and name == "key"
+            if response.status != (404 if unknown_key else 200):
+                wrong.append((path, name, value[:20], response.status, message))
+            elif neutral:
+                if path not in baselines:
+                    base = await get(path, {})
+                    baselines[path] = (base.status, await answer(base))
+                if (response.status, body) != baselines[path]:
+                    wrong.append((path, name, value[:20], "differs from no value", body))
+        elif response.status != 400:
+            wrong.append((path, name, value[:20], response.status, message))
+        else:
+            assert name in message, body
+    assert wrong == [], "\n".join(map(str, wrong))
+    # every route was answered with content at least once (the token lookup with rows)
+    assert baselines["/api/log/token"][0] == 200 and baselines["/api/log/token"][1]["data"]
 
 
 @pytest.mark.parametrize("limit", [50, 500])

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 from aiohttp import web
 
 from ..auth import SCOPE_WRITE, require_scope
 from ..errors import Unauthorized
 from ..ingest import (
-    LOG_COLUMNS,
     TOKEN_FIELDS,
     batch_token,
-    check_days,
+    check_log_days,
     check_token_keys,
     log_fields_for,
     parse_body,
-    store_logs,
+    parse_logs,
+    store_log_table,
     store_tokens,
     validate,
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
-from ..store import LANE
+from ..rollup import wait_for_markers
+from ..store import LANE, ChdbStore
 from ..tokenhash import hash_key
 from ..web import ok
 
@@ -36,16 +38,22 @@ async def ingest_logs(request: web.Request) -> web.Response:
     _writer(request)
     body = await request.read()
     settings = request.app[SETTINGS]
-    rows = validate(
-        parse_body(body, request.content_type), log_fields_for(settings), settings.max_batch_rows
+    table = parse_logs(
+        body, request.content_type, log_fields_for(settings), settings.max_batch_rows
     )
-    check_days(rows, settings.ingest_max_days_per_batch)
+    check_log_days(table, settings.ingest_max_days_per_batch)
     ids = request.app[IDS]
     # A batch holding logs older than a running history delete's target waits for it,
     # so the delete's count and the rollup stay exact (service/deletion.py).
-    oldest = min(row[LOG_COLUMNS.index("created_at")] for row in rows)
-    async with request.app[DELETE_GUARD].admit(oldest):
-        stored = await store_logs(request.app[STORE], rows, batch_token(body, "logs"), ids)
+    oldest = int(pc.min(table["created_at"]).as_py())
+    newest = int(pc.max(table["created_at"]).as_py())
+    store = request.app[STORE]
+    if not isinstance(getattr(store, "inner", store), ChdbStore):
+        # Another process may be deleting or repairing these days on the same server:
+        # wait for its marker (service/rollup.py). The embedded engine has one process.
+        await wait_for_markers(store, oldest, newest)
+    async with request.app[DELETE_GUARD].admit(oldest, newest):
+        stored = await store_log_table(store, table, batch_token(body, "logs"), ids)
     request.app[METRICS].rows_ingested("logs", stored)
     return ok(stored)
 

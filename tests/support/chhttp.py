@@ -8,6 +8,16 @@ Each request gets its own chDB handle on the same data path (cheap once the engi
 URL settings (``SET``) and ``database`` (``USE``) never leak between requests, and requests run
 in parallel on worker threads (chDB releases the GIL). Not supported: sessions (``session_id``
 is ignored), external data tables, progress headers, streaming of large results.
+
+Two things a real server does that chDB alone cannot show, for tests of the service:
+
+- :meth:`ClickHouseHTTPServer.inject` makes chosen statements fail with a chosen engine
+  code, either before the answer (an HTTP error status, as ClickHouse maps the code) or in
+  the middle of it (status 200 and part of the rows sent, then the exception written into
+  the stream, as a server does when a query fails while its result is being sent).
+- ``users`` (see :func:`users_from_xml`, which reads ``deploy/clickhouse/users.d/``) makes
+  the server check each request's user and password and the statement against that user's
+  grants, answering ClickHouse's own codes (516 authentication failed, 497 access denied).
 """
 
 from __future__ import annotations
@@ -17,10 +27,14 @@ import gzip
 import json
 import os
 import re
+import secrets
 import uuid
+import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from base64 import b64decode
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lz4.frame
@@ -42,12 +56,33 @@ _RETURNS_ROWS_RE = re.compile(
     re.I | re.S,
 )
 _CODE_RE = re.compile(r"Code: (\d+)\.")
-# ClickHouse answers some error codes with 4xx (see HTTPHandler); everything else is a 500.
-_HTTP_STATUS = dict.fromkeys((6, 26, 27, 36, 46, 47, 53, 62, 115, 456), 400) | {
-    60: 404,
-    81: 404,
-    516: 403,
-}
+# ClickHouse answers some error codes with other statuses than 500 (its
+# exceptionCodeToHTTPStatus); everything else is a 500.
+_HTTP_STATUS = (
+    dict.fromkeys((6, 25, 26, 27, 36, 38, 41, 44, 53, 62, 72, 321, 427, 456), 400)
+    | dict.fromkeys((46, 47, 50, 60, 73, 81, 115), 404)
+    | dict.fromkeys((192, 193, 497, 516), 403)
+    | {194: 401, 159: 408, 209: 503, 48: 501}
+)
+ACCESS_DENIED = 497
+AUTHENTICATION_FAILED = 516
+# The privilege a statement needs (the first pattern that matches its start), for grants.
+_PRIVILEGES = [
+    (re.compile(r"(SELECT|WITH|SHOW|DESC|DESCRIBE|EXISTS|EXPLAIN)\b"), "SELECT"),
+    (re.compile(r"INSERT\b"), "INSERT"),
+    (re.compile(r"CREATE\s+DATABASE\b"), "CREATE DATABASE"),
+    (re.compile(r"CREATE\s+(TEMPORARY\s+)?TABLE\b"), "CREATE TABLE"),
+    (re.compile(r"CREATE\s+(MATERIALIZED\s+)?VIEW\b"), "CREATE VIEW"),
+    (re.compile(r"DELETE\s+FROM\b"), "ALTER DELETE"),
+    # ClickHouse checks DROP PARTITION against ALTER DELETE.
+    (re.compile(r"ALTER\s+TABLE\s+\S+(\s+ON\s+CLUSTER\s+\S+)?\s+(DELETE|DROP\s+PARTITION)\b"),
+     "ALTER DELETE"),
+]  # fmt: skip
+_TARGET_RE = re.compile(
+    r"(?:INTO|TABLE|VIEW|DATABASE|FROM|EXISTS)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
+    r"(`[^`]+`|\w+)(?:\.(`[^`]+`|\w+))?",
+    re.I,
+)
 _CONTENT_TYPES = {
     "TabSeparated": "text/tab-separated-values; charset=UTF-8",
     "JSON": "application/json; charset=UTF-8",
@@ -59,6 +94,70 @@ class _Outcome:
     body: bytes
     summary: dict[str, str]
     fmt: str | None  # output format, only for statements that return rows
+
+
+@dataclass
+class Fault:
+    """A failure :meth:`ClickHouseHTTPServer.inject` plants: statements whose SQL matches
+    ``match`` (a regex, searched) fail with ``code``; the first ``skip`` matching ones
+    still succeed, then ``times`` fail (0: all). ``when`` is ``"before"`` (an error status,
+    nothing sent) or ``"during"`` (200, part of the answer, then the exception in the
+    stream: tagged as servers from 25.11 do, or with ``tagged=False`` plain text after the
+    data as older ones do). ``hits`` counts the statements it failed."""
+
+    code: int
+    match: str = ""
+    when: str = "before"
+    skip: int = 0
+    times: int = 1
+    message: str = "injected by the test server"
+    tagged: bool = True
+    hits: int = 0
+    seen: int = 0
+
+    def claims(self, sql: str) -> bool:
+        if not re.search(self.match, sql, re.S):
+            return False
+        self.seen += 1
+        if self.seen <= self.skip or (self.times and self.hits >= self.times):
+            return False
+        self.hits += 1
+        return True
+
+    @property
+    def text(self) -> str:
+        return f"Code: {self.code}. DB::Exception: {self.message}. (INJECTED)"
+
+
+@dataclass
+class User:
+    """A user the server knows: its password and what it was granted on which database
+    (``privileges`` the statement kinds of ``_PRIVILEGES``; ``"ALL"`` for everything)."""
+
+    password: str
+    database: str = "*"
+    privileges: frozenset[str] = frozenset({"ALL"})
+    denied: list[str] = field(default_factory=list)  # statements refused, for tests
+
+
+def users_from_xml(path: str | os.PathLike[str], passwords: Mapping[str, str]) -> dict[str, User]:
+    """The users of a ClickHouse ``users.d`` file with their ``GRANT ... ON db.*`` grants;
+    passwords (the file takes them from the environment) are given by name."""
+    users: dict[str, User] = {}
+    for node in ET.parse(path).getroot().iterfind("users/*"):
+        privileges: set[str] = set()
+        database = "*"
+        for grant in node.iterfind("grants/query"):
+            found = re.fullmatch(r"\s*GRANT\s+(.+?)\s+ON\s+(\w+|\*)\.\*\s*", grant.text or "")
+            if found is None:
+                raise ValueError(f"{path}: a grant this server cannot read: {grant.text!r}")
+            privileges |= {p.strip().upper() for p in found.group(1).split(",")}
+            database = found.group(2)
+        users[node.tag] = User(passwords[node.tag], database, frozenset(privileges))
+    return users
+
+
+DEPLOY_USERS = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse" / "users.d"
 
 
 def _decode_body(data: bytes, encoding: str) -> bytes:
@@ -108,10 +207,16 @@ class ClickHouseHTTPServer:
     """
 
     def __init__(
-        self, db: str | os.PathLike[str] | Session | Connection, host: str = "127.0.0.1"
+        self,
+        db: str | os.PathLike[str] | Session | Connection,
+        host: str = "127.0.0.1",
+        users: Mapping[str, User] | None = None,
     ) -> None:
         self.host = host
         self.port = 0
+        #: None: any user and password pass (and may do anything); else checked
+        self.users = dict(users) if users is not None else None
+        self.faults: list[Fault] = []
         self._owned: Connection | None = None
         if isinstance(db, (str, os.PathLike)):
             self._target = os.fspath(db)
@@ -166,6 +271,52 @@ class ClickHouseHTTPServer:
         await self.stop()
         self.close()
 
+    def inject(self, code: int, **how: Any) -> Fault:
+        """Fail statements with engine error ``code`` from now on (see :class:`Fault`)."""
+        fault = Fault(code, **how)
+        self.faults.append(fault)
+        return fault
+
+    def _fault_for(self, sql: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.claims(sql):
+                return fault
+        return None
+
+    def _authorize(self, request: web.Request, params: Mapping[str, str], sql: str) -> None:
+        """Raise ClickHouse's error if the request's user may not run ``sql``."""
+        if self.users is None:
+            return
+        name = request.headers.get("X-ClickHouse-User") or params.get("user") or "default"
+        password = request.headers.get("X-ClickHouse-Key") or params.get("password") or ""
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            name, _, password = b64decode(auth[6:]).decode().partition(":")
+        user = self.users.get(name)
+        if user is None or not secrets.compare_digest(user.password, password):
+            raise ValueError(
+                f"Code: {AUTHENTICATION_FAILED}. DB::Exception: {name}: Authentication failed: "
+                "password is incorrect, or there is no user with such name."
+            )
+        if "ALL" in user.privileges:
+            return
+        statement = re.sub(r"^(\s|--[^\n]*\n|/\*.*?\*/)*", "", sql, flags=re.S)
+        need = next((p for rx, p in _PRIVILEGES if rx.match(statement.upper())), None)
+        target = _TARGET_RE.search(statement)
+        database = params.get("database") or "default"
+        if target is not None and (target.group(2) or need == "CREATE DATABASE"):
+            database = target.group(1).strip("`")  # db.table, or the database created
+        if need == "SELECT" and (database == "system" or target is None):
+            return  # reading system tables, or no table at all, needs no grant
+        if need in user.privileges and user.database in ("*", database):
+            return
+        user.denied.append(statement)
+        raise ValueError(
+            f"Code: {ACCESS_DENIED}. DB::Exception: {name}: Not enough privileges. To execute "
+            f"this query, it's necessary to have the grant {need or statement.split()[0]} ON "
+            f"{database}.*"
+        )
+
     async def _ping(self, request: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")
 
@@ -179,11 +330,17 @@ class ClickHouseHTTPServer:
             body = await request.content.read()
         query_id = params.get("query_id") or str(uuid.uuid4())
         headers = {"X-ClickHouse-Query-Id": query_id}
+        fault: Fault | None = None
         try:
             body = _decode_body(body, request.headers.get("Content-Encoding", "").lower())
             sql = b"\n".join(part for part in (params.get("query", "").encode(), body) if part)
             if not sql.strip():
                 return web.Response(text="Ok.\n", headers=headers)
+            text = sql.decode(errors="replace")
+            self._authorize(request, params, text)
+            fault = self._fault_for(text)
+            if fault is not None and fault.when == "before":
+                raise ValueError(fault.text)
             out = await asyncio.to_thread(self._execute, sql, params)
         except Exception as ex:  # every engine error becomes an HTTP error
             message = str(ex)
@@ -204,6 +361,8 @@ class ClickHouseHTTPServer:
             headers["X-ClickHouse-Format"] = out.fmt
         payload = out.body
         accepted = request.headers.get("Accept-Encoding", "")
+        if fault is not None:  # during: part of the answer, then the exception
+            return await self._fail_during(request, fault, headers, payload, params, accepted)
         # enable_http_compression defaults to 1 in this engine (and on recent servers).
         if payload and params.get("enable_http_compression", "1") != "0":
             if "lz4" in accepted:
@@ -211,6 +370,44 @@ class ClickHouseHTTPServer:
             elif "gzip" in accepted:
                 payload, headers["Content-Encoding"] = gzip.compress(payload), "gzip"
         return web.Response(body=payload, headers=headers)
+
+    async def _fail_during(
+        self,
+        request: web.Request,
+        fault: Fault,
+        headers: dict[str, str],
+        payload: bytes,
+        params: Mapping[str, str],
+        accepted: str,
+    ) -> web.StreamResponse:
+        """Status 200 and the first half of the answer, flushed; then the exception."""
+        tag = secrets.token_hex(8) if fault.tagged else ""
+        if tag:
+            headers["X-ClickHouse-Exception-Tag"] = tag
+            message = fault.text + "\n"
+            error = (
+                f"__exception__\r\n{tag}\r\n{message}{len(message)} {tag}\r\n__exception__\r\n"
+            ).encode()
+        else:
+            error = ("\n" + fault.text + "\n").encode()
+        head, tail = payload[: len(payload) // 2], error
+        compress: Callable[[bytes, bool], bytes] | None = None
+        if params.get("enable_http_compression", "1") != "0" and "lz4" in accepted:
+            headers["Content-Encoding"] = "lz4"
+            packer = lz4.frame.LZ4FrameCompressor(auto_flush=True)  # one frame, sent as written
+            started = [False]
+
+            def compress(data: bytes, last: bool) -> bytes:
+                out = b"" if started[0] else packer.begin()
+                started[0] = True
+                return out + packer.compress(data) + (packer.flush() if last else b"")
+
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        await response.write(compress(head, False) if compress else head)
+        await response.write(compress(tail, True) if compress else tail)
+        await response.write_eof()
+        return response
 
     def _execute(self, sql: bytes, params: Mapping[str, str]) -> _Outcome:
         """Run one request's statement on a fresh handle (in a worker thread)."""

@@ -815,6 +815,7 @@ def orchestrate(plan: Plan, out_dir: Path) -> dict[str, Any]:
         "import": imported,
         "delete": deleted,
         "seconds": time.time() - started,
+        "load_average_at_end": os.getloadavg(),
     }
     result["summary"] = summarise(result)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -937,7 +938,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['date']}; {m['cores']} cores ({m['cpu']}), {m['memory']}; {m['os']}; "
         f"Python {m['python']}, chDB {m['chdb']} (engine {m['engine']}); load average at "
-        f"start {', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} (a shared machine). "
+        f"start {', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}, at the end "
+        f"{', '.join(f'{x:.1f}' for x in result.get('load_average_at_end', ()))} (a shared "
+        "machine). "
         f"Embedded engine. Run: `python -m tools.bench.run --rows {plan['rows']}` "
         f"({result['seconds'] / 60:.0f} min).",
         "",
