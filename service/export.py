@@ -33,7 +33,7 @@ from .store import Store
 DAY = 86400
 FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
-    "ndjson": "application/x-ndjson",
+    "ndjson": "application/x-ndjson; charset=utf-8",
 }
 DEFAULT_FORMAT = "csv"
 # Spreadsheets run cells that start with these as formulas; such text cells get a

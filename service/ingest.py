@@ -39,8 +39,8 @@ MAX_DAYS_PER_INSERT = 90  # under the engine's max_partitions_per_insert_block (
 DEFAULT_MAX_CONTENT_CHARS = 65_536
 DEFAULT_MAX_OTHER_CHARS = 65_536
 DEFAULT_MAX_TEXT_CHARS = 1_024
-# Per-row bounds of the summed figures: a sum over any range reaches Int64's 2^63-1
-# only after 9.2 million rows at the quota bound, or 9.2 billion at the token bound.
+# Per-row bounds of the summed figures: they keep one batch's sum inside Int64 (the
+# views add an insert block in Int64); sums over ranges are Int128 (schema/055-058).
 DEFAULT_MAX_QUOTA = 10**12
 DEFAULT_MAX_TOKENS = 10**9
 DEFAULT_CLOCK_SKEW_SECONDS = 300
