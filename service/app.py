@@ -16,6 +16,7 @@ from .deletion import DeleteGuard
 from .errors import EngineUnavailable
 from .gate import Gate, GatedStore
 from .gateway_auth import GatewayAuth
+from .headers import install_parser_errors, on_prepare
 from .ids import NodeIds
 from .keys import (
     AUTH,
@@ -66,6 +67,7 @@ def create_app(
     app[CLOCK] = clock or time.time
     settings.check_gateway()
     settings.check_time_zone()
+    settings.check_ingest_bounds()
     if settings.gateway_url:
         app[GATEWAY] = GatewayAuth(
             settings.gateway_url,
@@ -80,6 +82,8 @@ def create_app(
     app[METRICS] = Metrics()
     app[READY_CACHE] = {}
     app.on_response_prepare.append(stamp_request_id)
+    app.on_response_prepare.append(on_prepare)
+    install_parser_errors()
     app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_engine(store))
     if settings.retention_days:
@@ -178,6 +182,8 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
             if given is None:
                 await store.close()
             raise
+        if retry is None:
+            await _recover_rollups(store, app[DELETE_GUARD])
         yield
         await app[IDS].close()
         if retry is not None:
@@ -189,6 +195,20 @@ def _engine(given: Store | None):  # type: ignore[no-untyped-def]
             log.info("engine closed")
 
     return engine
+
+
+async def _recover_rollups(store: Store, guard: DeleteGuard) -> None:
+    """Days a delete or repair left mid-way (its marker still open) are repaired before
+    the service answers (service/rollup.py)."""
+    from .rollup import recover
+
+    try:
+        closed = await recover(store, guard)
+    except Exception:
+        log.exception("could not check the rollups left by an unfinished delete or repair")
+        return
+    if closed:
+        log.info("repaired the days of %d unfinished deletes or repairs", closed)
 
 
 async def _migrate_until_done(store: Store, settings: Settings, pause: float = 2.0) -> None:

@@ -125,8 +125,9 @@ def commands() -> dict[str, Command]:
     from .attach import COMMAND as ATTACH
     from .importer import COMMAND as IMPORT
     from .retention import COMMAND as RETENTION
+    from .rollup import COMMAND as ROLLUP
 
-    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT, ATTACH)}
+    found = {c.name: c for c in (SERVE, MIGRATE, TOKEN, RETENTION, IMPORT, ATTACH, ROLLUP)}
     for extra in discovered():
         found.setdefault(extra.name, extra)
     return found

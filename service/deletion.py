@@ -15,9 +15,10 @@ the rollup kept exact, and ingest of newer logs never disturbed.
 :class:`DeleteGuard` makes the count exact and keeps the rollup exact when late logs
 (older than the target) are ingested while a delete runs: such a batch waits until the
 delete is done, and a delete waits for such batches already being written. Batches whose
-rows are all at or after the target never wait. The guard is per process: with several
-replicas ingesting into one server, a late batch landing on another replica during a
-delete may be removed uncounted (see README).
+rows are all at or after the target never wait. The guard is per process; across
+replicas on one server the delete's marker holds the other replicas' batches into its
+days, and the days are checked and rebuilt after the delete (service/rollup.py), so a
+late batch another replica was already writing cannot leave a rollup inexact.
 
 On a cluster the drops and the ``DELETE`` address the local tables ``ON CLUSTER``
 (:mod:`service.cluster`); counts and the negated rows go through the Distributed tables,
@@ -30,7 +31,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -69,8 +70,8 @@ _ROLLUP_OF_WINDOW = f"""
 INSERT INTO {ROLLUP} ({_ROLLUP_COLUMNS})
 SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
        model_name, channel_id, `group`,
-       {{sign}}toInt64(count()), {{sign}}sum(quota), {{sign}}sum(prompt_tokens),
-       {{sign}}sum(completion_tokens)
+       {{sign}}toInt64(count()), {{sign}}sum(toInt128(quota)),
+       {{sign}}sum(toInt128(prompt_tokens)), {{sign}}sum(toInt128(completion_tokens))
 FROM {RAW}
 WHERE {_WINDOW}
 GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`
@@ -96,8 +97,9 @@ def _level_of_window(rollup: Rollup) -> str:
     return (
         f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, requests, quota, prompt_tokens, "
         f"completion_tokens) SELECT toDateTime(intDiv(toUInt32(created_at), {g}) * {g}, 'UTC') "
-        f"AS {rollup.time}, {dims}, {{sign}}toInt64(count()), {{sign}}sum(quota), "
-        f"{{sign}}sum(prompt_tokens), {{sign}}sum(completion_tokens) FROM {RAW} "
+        f"AS {rollup.time}, {dims}, {{sign}}toInt64(count()), {{sign}}sum(toInt128(quota)), "
+        f"{{sign}}sum(toInt128(prompt_tokens)), {{sign}}sum(toInt128(completion_tokens)) "
+        f"FROM {RAW} "
         f"WHERE {_WINDOW} GROUP BY {rollup.time}, {dims}"
     )
 
@@ -132,47 +134,64 @@ _CORRECTIONS = (
     _PERF_OF_WINDOW,
     *(_level_of_window(r) for r in LEVELS if r.table != ROLLUP),
 )
+#: each rollup table's statement for the raw rows of a window (service.rollup rebuilds
+#: and checks days with them)
+CORRECTIONS = dict(zip(ROLLUPS, _CORRECTIONS, strict=True))
 
 
 class DeleteGuard:
-    """Orders deletes against the ingest of logs older than their target (see module).
+    """Orders deletes against the ingest of logs in the span they delete (see module).
 
-    ``hold(target)`` is taken by deletes and retention, one at a time;
-    ``admit(oldest)`` by each ingest batch, with its oldest ``created_at``.
+    ``hold(target)`` is taken by deletes and retention (the span before ``target``),
+    ``hold_span(lo, hi)`` by the removal of future-dated logs (``[lo, hi)``), one at a
+    time; ``admit(oldest, newest)`` by each ingest batch, with its ``created_at`` range.
+    A batch that reaches into the held span waits; one outside it never does.
     """
 
     def __init__(self) -> None:
         self._cond = asyncio.Condition()
-        self._target: int | None = None
-        self._writing: list[int] = []  # oldest created_at of each batch being written
+        self._span: tuple[int, int] | None = None
+        self._writing: list[tuple[int, int]] = []  # created_at range of each batch written
 
     @property
     def target(self) -> int | None:
-        return self._target
+        """The held span's end when it starts at 0 (a delete before a time)."""
+        return self._span[1] if self._span is not None and self._span[0] == 0 else None
+
+    @staticmethod
+    def _meets(span: tuple[int, int] | None, oldest: int, newest: int) -> bool:
+        return span is not None and oldest < span[1] and newest >= span[0]
 
     @asynccontextmanager
-    async def admit(self, oldest: int) -> AsyncIterator[None]:
+    async def admit(self, oldest: int, newest: int | None = None) -> AsyncIterator[None]:
+        batch = (oldest, oldest if newest is None else newest)
         async with self._cond:
-            await self._cond.wait_for(lambda: self._target is None or oldest >= self._target)
-            self._writing.append(oldest)
+            await self._cond.wait_for(lambda: not self._meets(self._span, *batch))
+            self._writing.append(batch)
         try:
             yield
         finally:
             async with self._cond:
-                self._writing.remove(oldest)
+                self._writing.remove(batch)
                 self._cond.notify_all()
 
+    def hold(self, target: int) -> AbstractAsyncContextManager[None]:
+        return self.hold_span(0, target)
+
     @asynccontextmanager
-    async def hold(self, target: int) -> AsyncIterator[None]:
+    async def hold_span(self, lo: int, hi: int) -> AsyncIterator[None]:
+        span = (lo, hi)
         async with self._cond:
-            await self._cond.wait_for(lambda: self._target is None)
-            self._target = target
-            await self._cond.wait_for(lambda: all(t >= target for t in self._writing))
+            await self._cond.wait_for(lambda: self._span is None)
+            self._span = span
+            await self._cond.wait_for(
+                lambda: not any(self._meets(span, *batch) for batch in self._writing)
+            )
         try:
             yield
         finally:
             async with self._cond:
-                self._target = None
+                self._span = None
                 self._cond.notify_all()
 
 
@@ -317,6 +336,40 @@ async def delete_before(
     log.info(
         "deleted logs before %d: %d rows in %d dropped days, %d rows of the last day",
         target,
+        report.total + boundary,
+        len(report.rows),
+        boundary,
+    )
+    return DeleteResult(report.total + boundary, sorted(report.rows), boundary)
+
+
+#: the last second a DateTime holds (2106-02-07 06:28:15 UTC)
+MAX_DATETIME = 2**32 - 1
+
+
+async def delete_from(
+    store: Store, cutoff: int, guard: DeleteGuard, per_statement: int
+) -> DeleteResult:
+    """Delete every log with ``created_at >= cutoff`` (future-dated logs stored before
+    ingest bounded ``created_at``): the days after the cutoff's day are dropped whole in
+    every table, the rest of the cutoff's day is deleted with its rollup rows negated,
+    as :func:`delete_before` does for the past. Ingest batches reaching past the cutoff
+    wait meanwhile (the clock moves on while this runs)."""
+    next_midnight = cutoff - cutoff % DAY + DAY
+    async with guard.hold_span(cutoff, MAX_DATETIME + 1):
+        partitions = await existing_partitions(store)
+        later = sorted(
+            pid
+            for pid in set().union(*partitions.values())
+            if (day := partition_day(pid)) is not None and day_start(day) >= next_midnight
+        )
+        report = await drop_days(store, partitions, later, per_statement)
+        # (a row at the very last second, 2^32-1, is in a later day's partition unless
+        # the cutoff itself is on 2106-02-07)
+        boundary = await delete_range_of_day(store, cutoff, min(next_midnight, MAX_DATETIME))
+    log.info(
+        "deleted future-dated logs from %d on: %d rows in %d dropped days, %d of its day",
+        cutoff,
         report.total + boundary,
         len(report.rows),
         boundary,

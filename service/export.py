@@ -9,6 +9,8 @@ Memory stays flat however many rows match:
   their concatenation is the newest-first order of all matching rows, whatever the plan
   (rows ingested after planning only make a window larger).
 - Rows reach Python in blocks of ``export_block_rows`` and are written out block by block.
+- A window the engine cancels at the per-query memory bound (large rows) is read again
+  in two halves by time, newest first, until the halves fit or hold one second only.
 
 The last line carries the totals of the rows written (rows, quota, prompt and completion
 tokens), for reconciliation; a stream that does not end with it is incomplete (an error
@@ -28,12 +30,13 @@ from typing import Any
 from .logs import ORDER, select_list, shape
 from .params import LogFilter
 from .stats import MINUTE, ROLLUP, Bound, _range_sql, half_open, rollup_serves
-from .store import Store
+from .store import QueryBound, Store
 
 DAY = 86400
+MEMORY_LIMIT = 241  # the engine's code for a query past max_memory_usage
 FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
-    "ndjson": "application/x-ndjson",
+    "ndjson": "application/x-ndjson; charset=utf-8",
 }
 DEFAULT_FORMAT = "csv"
 # Spreadsheets run cells that start with these as formulas; such text cells get a
@@ -136,7 +139,9 @@ async def export_blocks(
     lasts while the client reads, bounded by the send and query timeouts)."""
     where, params = flt.where()
     columns = select_list(fields)
-    for w_lo, w_hi in await plan_windows(store, flt, *half_open(flt.start, flt.end), window_rows):
+    pending = await plan_windows(store, flt, *half_open(flt.start, flt.end), window_rows)
+    while pending:
+        w_lo, w_hi = pending.pop(0)
         cond, extra = _range("created_at", w_lo, w_hi)
         sql = f"SELECT {columns} FROM logs WHERE {where} AND {cond} {ORDER}"
         blocks = store.stream(sql, {**params, **extra}, settings={"max_block_size": block_rows})
@@ -145,20 +150,51 @@ async def export_blocks(
         # a slow or stalled client holds memory for one window, never engine capacity.
         window: list[list[tuple[Any, ...]]] = []
         held = 0
-        async with aclosing(blocks) as rows:  # type: ignore[type-var]
-            async for block in rows:
-                if not block:
-                    continue
-                if not window_bytes or held <= window_bytes:
-                    window.append(block)
-                    held += block_bytes(block)
-                    continue
-                # Past the memory budget: what is held goes first, then block by block.
-                while window:
-                    yield shape(window.pop(0), fields, user_view)
-                yield shape(block, fields, user_view)
+        handed = False
+        try:
+            async with aclosing(blocks) as rows:  # type: ignore[type-var]
+                async for block in rows:
+                    if not block:
+                        continue
+                    if not window_bytes or held <= window_bytes:
+                        window.append(block)
+                        held += block_bytes(block)
+                        continue
+                    # Past the memory budget: what is held goes first, then each block.
+                    handed = True
+                    while window:
+                        yield shape(window.pop(0), fields, user_view)
+                    yield shape(block, fields, user_view)
+        except QueryBound as exc:
+            # A window of large rows past the engine's memory bound: read it again in
+            # two halves by time (each holds rows), unless nothing smaller is possible.
+            halves = None
+            if not handed and exc.code == MEMORY_LIMIT:
+                halves = await _halves(store, where, params, w_lo, w_hi)
+            if halves is None:
+                raise
+            pending[0:0] = halves
+            continue
         while window:
             yield shape(window.pop(0), fields, user_view)
+
+
+async def _halves(
+    store: Store, where: str, params: dict[str, Any], lo: Bound, hi: Bound
+) -> list[tuple[Bound, Bound]] | None:
+    """``[lo, hi)`` cut in two at the middle second of its rows, newest half first, so
+    each half holds at least one row; None when its rows all share one second."""
+    cond, extra = _range("created_at", lo, hi)
+    rows = await store.query(
+        "SELECT toUInt32(min(created_at)), toUInt32(max(created_at)) "
+        f"FROM logs WHERE {where} AND {cond}",
+        {**params, **extra},
+    )
+    first, last = (int(v) for v in rows.rows[0])
+    if first >= last:
+        return None
+    middle = (first + last + 1) // 2  # first < middle <= last
+    return [(middle, hi), (lo, middle)]
 
 
 def block_bytes(block: Sequence[tuple[Any, ...]]) -> int:

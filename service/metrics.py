@@ -10,7 +10,7 @@ embedders can build many apps), served at ``/metrics``.
 - ``gatelog_ingested_rows_total{kind}``: rows acknowledged by ingest, ``logs`` or
   ``tokens`` (a retried batch counts again; it is stored once).
 - ``gatelog_deleted_rows_total{source}``: log rows deleted, ``api`` (``DELETE
-  /api/log/``) or ``retention``.
+  /api/log/``), ``retention`` or ``future`` (``DELETE /api/log/future``).
 - ``gatelog_errors_total{kind}``: error answers, by :data:`ERROR_KINDS`.
 - ``gatelog_engine_queue_depth{lane}``, ``gatelog_engine_slots_busy{lane}``,
   ``gatelog_engine_queue_wait_seconds{lane}``, ``gatelog_engine_rejections_total{lane,
@@ -41,7 +41,7 @@ ERROR_KINDS: dict[int, str] = {
 }
 ENGINE_ERROR = "engine_error"
 INGEST_KINDS = ("logs", "tokens")
-DELETE_SOURCES = ("api", "retention")
+DELETE_SOURCES = ("api", "retention", "future")
 ENGINE_KINDS = ("query", "command", "insert", "stream")
 LANES = ("read", "write")
 REJECT_REASONS = ("queue_full", "queue_timeout", "caller_share")

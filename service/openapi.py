@@ -660,6 +660,16 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 READ_ERRORS,
             ),
         },
+        "/api/log/future": {
+            "delete": _operation(
+                "deleteFutureLogs", "Delete every log dated after now + the clock skew (admin)",
+                "logs", [], _ok({"type": "integer", "minimum": 0}, "logs deleted"),
+                ("401", "403", "503"),
+                description="Removes logs whose created_at is later than ingest accepts "
+                "(now + GATELOG_INGEST_CLOCK_SKEW_SECONDS), stored before that bound; the "
+                "rollups stay exact.",
+            ),
+        },
         "/api/log/self": {
             "get": _operation(
                 "listMyLogs", "My logs, newest first, one page", "logs",

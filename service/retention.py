@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from .commands import Command, with_store
 from .deletion import (
@@ -95,7 +95,10 @@ async def run_retention(
         chosen = choose_partitions(
             now, retention_days, [p for ps in partitions.values() for p in ps]
         )
-        report = await drop_days(store, partitions, chosen, per_statement)
+        from .rollup import FIRST_DAY, marked
+
+        async with marked(store, "retention", FIRST_DAY, cutoff - timedelta(days=1), guard):
+            report = await drop_days(store, partitions, chosen, per_statement)
     return RetentionRun(cutoff, chosen, report)
 
 

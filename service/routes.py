@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import aiohttp_cors
 from aiohttp import web
 
 from .handlers import (
@@ -21,7 +20,7 @@ from .handlers import (
     stats,
     usage,
 )
-from .keys import SETTINGS
+from .headers import TOKEN_PATH, preflight
 
 
 def shared(
@@ -43,6 +42,7 @@ def setup_routes(app: web.Application) -> None:
             *shared(logs.list_logs, ("/api/log/",), ("/api/log/self",)),
             *shared(logs.search_logs, ("/api/log/search",), ("/api/log/self/search",)),
             web.delete("/api/log/", history.delete_history),
+            web.delete("/api/log/future", history.delete_future),
             *shared(stats.stat_logs, ("/api/log/stat",), ("/api/log/self/stat",)),
             *shared(stats.series_logs, ("/api/log/series",), ("/api/log/self/series",)),
             *shared(
@@ -64,16 +64,7 @@ def setup_routes(app: web.Application) -> None:
             web.get("/dashboard/assets/{name}", dashboard.asset),
         ]
     )
-    # The public token lookup is the only cross-origin route (any origin, GET/OPTIONS).
-    cors = aiohttp_cors.setup(app)
-    origins = app[SETTINGS].cors_origins
-    token_route = app.router.add_get("/api/log/token", logs.by_token)
-    cors.add(
-        token_route,
-        {
-            origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
-                allow_credentials=False, expose_headers=("X-Request-Id",), allow_headers="*"
-            )
-            for origin in origins
-        },
-    )
+    # The public token lookup is the only cross-origin route (service.headers: CORS
+    # headers on every answer of it, errors included, and its preflight).
+    app.router.add_get(TOKEN_PATH, logs.by_token)
+    app.router.add_route("OPTIONS", TOKEN_PATH, preflight)

@@ -105,6 +105,8 @@ class Settings:
     body_timeout_seconds: float = 30.0
     # /readyz reuses its last engine probe for this long (anonymous probes cost nothing).
     readyz_cache_seconds: float = 2.0
+    # /metrics answers only `Authorization: Bearer <this>` when set (SECURITY.md).
+    metrics_token: str | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -165,6 +167,19 @@ class Settings:
                 f"GATELOG_TIME_ZONE must be an IANA zone such as UTC or Asia/Shanghai, "
                 f"got {self.time_zone!r}"
             ) from None
+
+    def check_ingest_bounds(self) -> None:
+        """One batch is one insert block, whose rollup sums the views add as Int64 before
+        the Int128 cells take them (schema/055-058): rows times a per-row bound must fit."""
+        for name, bound in (
+            ("GATELOG_INGEST_MAX_QUOTA", self.ingest_max_quota),
+            ("GATELOG_INGEST_MAX_TOKENS", self.ingest_max_tokens),
+        ):
+            if max(1, self.max_batch_rows) * bound >= 2**63:
+                raise SettingsError(
+                    f"{name} ({bound}) times GATELOG_MAX_BATCH_ROWS ({self.max_batch_rows}) "
+                    "must stay below 2^63 (a batch's sum must fit Int64): lower either"
+                )
 
     @property
     def embedded(self) -> bool:

@@ -94,9 +94,12 @@ _ROLLUP_SUMS = (
     "sum(requests) AS requests, sum(quota) AS quota, "
     "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
 )
+# Raw rows are summed as Int128 like the rollups' cells (schema/055-058): a range may
+# hold far more rows at the per-row bounds than Int64 can add up.
 _RAW_SUMS = (
-    "toInt64(count()) AS requests, sum(quota) AS quota, "
-    "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
+    "toInt64(count()) AS requests, sum(toInt128(quota)) AS quota, "
+    "sum(toInt128(prompt_tokens)) AS prompt_tokens, "
+    "sum(toInt128(completion_tokens)) AS completion_tokens"
 )
 _OUTER_SUMS = (
     "sum(requests) AS requests, sum(quota) AS quota, "

@@ -106,6 +106,15 @@ class Rows:
         return self.rows[0][0] if self.rows else None
 
 
+class QueryBound(EngineUnavailable):
+    """The engine cancelled a query at one of our bounds (``code``: 159 time, 241
+    memory); a caller that can ask for less (an export window) may retry smaller."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def translate(exc: BaseException) -> Exception:
     """Map a driver exception onto the project's own error types.
 
@@ -117,7 +126,7 @@ def translate(exc: BaseException) -> Exception:
         found = _CODE_IN_TEXT.search(str(exc))
         code = int(found.group(1)) if found and int(found.group(1)) in BOUND_MESSAGES else None
     if code in BOUND_MESSAGES:
-        return EngineUnavailable(BOUND_MESSAGES[code])
+        return QueryBound(BOUND_MESSAGES[code], code)
     if code == TOO_MANY_BYTES:
         return BadRequest(ANSWER_TOO_LARGE)
     if code in UNAVAILABLE_CODES:

@@ -61,6 +61,7 @@ async def test_every_cluster_statement_parses_and_only_the_cluster_parts_change(
         "channel_hour",
         "import_progress",
         "id_leases",
+        "rollup_markers",
         "logs_hour_site",
         "logs_day_site",
         "logs_day",

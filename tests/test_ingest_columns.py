@@ -121,3 +121,19 @@ def test_odd_bodies_get_the_reference_answer(body: bytes) -> None:
     for content_type in (NDJSON, ARRAY):
         for wrapped in (body, b"[" + body + b"]"):
             assert columnar(wrapped, content_type) == reference(wrapped, content_type)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(row, min_size=1, max_size=7))
+def test_same_answer_when_decoded_in_chunks(rows: list[Any]) -> None:
+    # A batch is decoded a few rows at a time: a bad row in any chunk, and good rows
+    # across chunk boundaries, give the reference path's answer.
+    import service.ingest as ingest
+
+    chunk = ingest.DECODE_CHUNK_ROWS
+    ingest.DECODE_CHUNK_ROWS = 2
+    try:
+        for body, content_type in bodies(rows):
+            assert columnar(body, content_type) == reference(body, content_type)
+    finally:
+        ingest.DECODE_CHUNK_ROWS = chunk

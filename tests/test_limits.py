@@ -309,25 +309,45 @@ async def test_an_export_window_of_large_rows_is_not_held_whole(
     assert gate.read.held == 0
 
 
-async def test_an_export_past_the_memory_bound_mid_stream_ends_with_its_error_line(
-    make: Make,
-) -> None:
-    """Windows of 10 rows: the newest are small and fit the bound, older ones of large
-    rows do not; the stream has the small rows, then the error line, and no totals."""
+async def export_of_large_rows(make: Make, spread: bool) -> tuple[list[Any], Any]:
+    """Rows of user 7: 10 small ones, newest, then 10 of 60,000 CJK characters (about
+    180 KB each) a day apart (one part each: the engine reads whole granules), or 30
+    all in one second of one day (5.4 MB); exported with windows
+    of 10 rows under a 1 MiB memory bound (the small window fits, a large one not)."""
     import json
 
     normal = await make()
     now = int(time.time())
     small = [log_row(created_at=now - i, content="small") for i in range(10)]
-    large = [log_row(created_at=now - 3600 - i, content="大" * 60_000) for i in range(10)]
+    large = [
+        log_row(created_at=now - 2 * 86400 - (i * 86400 if spread else 0), content="大" * 60_000,
+                request_id=f"large-{i}")
+        for i in range(10 if spread else 30)  # 30 in one second: 5.4 MB, far past 1 MiB
+    ]  # fmt: skip
     await ingest(normal, small)
-    for lo in range(0, 10, 2):
+    for lo in range(0, len(large), 2):
         await ingest(normal, large[lo : lo + 2])
     tight = await make(query_max_memory_bytes=1024 * 1024, export_window_rows=10)
     response = await tight.get("/api/log/self/export?format=ndjson", headers=user_headers(7))
     assert response.status == 200
     lines = [json.loads(line) for line in (await response.text()).splitlines()]
-    assert [row["content"] for row in lines[:-1]] == ["small"] * 10
-    assert "GATELOG_QUERY_MAX_MEMORY_BYTES" in lines[-1]["error"]
-    whole = await normal.get("/api/log/self/export?format=ndjson", headers=user_headers(7))
-    assert json.loads((await whole.text()).splitlines()[-1])["totals"]["rows"] == 20
+    return lines[:-1], lines[-1]
+
+
+async def test_an_export_window_past_the_memory_bound_is_read_again_in_halves(
+    make: Make,
+) -> None:
+    rows, last = await export_of_large_rows(make, spread=True)
+    assert [row["content"][:5] for row in rows] == ["small"] * 10 + ["大" * 5] * 10
+    times = [row["created_at"] for row in rows]
+    assert times == sorted(times, reverse=True)  # newest first throughout
+    assert last == {"totals": {"rows": 20, "quota": 20_000, "prompt_tokens": 1000,
+                               "completion_tokens": 2000}}  # fmt: skip
+
+
+async def test_an_export_past_the_memory_bound_mid_stream_ends_with_its_error_line(
+    make: Make,
+) -> None:
+    rows, last = await export_of_large_rows(make, spread=False)  # no smaller window exists
+    assert [row["content"] for row in rows] == ["small"] * 10
+    assert "GATELOG_QUERY_MAX_MEMORY_BYTES" in last["error"]

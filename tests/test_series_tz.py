@@ -154,3 +154,17 @@ async def test_series_refuses_an_unknown_zone(client: Any) -> None:
     )
     body = await response.json()
     assert response.status == 400 and "'tz'" in body["message"] and body["data"] is None
+
+
+async def test_a_series_up_to_the_last_second_in_a_zone(client: Any) -> None:
+    end = 2**32 - 1  # the last second a DateTime holds: the range is open at the top
+    for interval, tz in [("day", "Asia/Kolkata"), ("hour", "America/New_York"), ("minute", "UTC")]:
+        response = await client.get(
+            "/api/log/series",
+            params={"end_timestamp": str(end), "interval": interval, "tz": tz},
+            headers=ADMIN,
+        )
+        body = await response.json()
+        assert response.status == 200, body
+        starts = [b["timestamp"] for b in body["data"]["buckets"]]
+        assert starts[0] <= end - 86400 and starts[-1] <= end

@@ -20,7 +20,8 @@ from ..ingest import (
     validate,
 )
 from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
-from ..store import LANE
+from ..rollup import wait_for_markers
+from ..store import LANE, ChdbStore
 from ..tokenhash import hash_key
 from ..web import ok
 
@@ -45,8 +46,14 @@ async def ingest_logs(request: web.Request) -> web.Response:
     # A batch holding logs older than a running history delete's target waits for it,
     # so the delete's count and the rollup stay exact (service/deletion.py).
     oldest = int(pc.min(table["created_at"]).as_py())
-    async with request.app[DELETE_GUARD].admit(oldest):
-        stored = await store_log_table(request.app[STORE], table, batch_token(body, "logs"), ids)
+    newest = int(pc.max(table["created_at"]).as_py())
+    store = request.app[STORE]
+    if not isinstance(getattr(store, "inner", store), ChdbStore):
+        # Another process may be deleting or repairing these days on the same server:
+        # wait for its marker (service/rollup.py). The embedded engine has one process.
+        await wait_for_markers(store, oldest, newest)
+    async with request.app[DELETE_GUARD].admit(oldest, newest):
+        stored = await store_log_table(store, table, batch_token(body, "logs"), ids)
     request.app[METRICS].rows_ingested("logs", stored)
     return ok(stored)
 

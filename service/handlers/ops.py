@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from aiohttp import web
 
+from ..errors import Unauthorized
 from ..keys import CLOCK, METRICS, READY_CACHE, SETTINGS, STORE
 from ..migrate import is_current
 from ..openapi import document
@@ -53,7 +55,22 @@ async def readyz(request: web.Request) -> web.Response:
     return ok("ready")
 
 
+def _metrics_allowed(request: web.Request) -> bool:
+    """With GATELOG_METRICS_TOKEN set, only ``Authorization: Bearer <token>`` (compared
+    in constant time) reads /metrics: its figures tell the business volume."""
+    token = request.app[SETTINGS].metrics_token
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode("utf-8", "surrogateescape"), token.encode()
+    )
+
+
 async def metrics(request: web.Request) -> web.Response:
+    if not _metrics_allowed(request):
+        raise Unauthorized("metrics need Authorization: Bearer <GATELOG_METRICS_TOKEN>")
     body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})
 
