@@ -804,6 +804,7 @@ def machine() -> dict[str, Any]:
 
 def orchestrate(plan: Plan, out_dir: Path) -> dict[str, Any]:
     started = time.time()
+    described = machine()  # its load average: at the start (the end is added below)
     generated = generate_phase(plan)
     ctx = context_of(plan)
     engine = run_phase_process("engine", plan, ctx)
@@ -815,7 +816,7 @@ def orchestrate(plan: Plan, out_dir: Path) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d", time.gmtime(started)),
         "plan": asdict(plan),
         "context": {k: v for k, v in asdict(ctx).items() if k != "token_key"},
-        "machine": machine(),
+        "machine": described,
         "generate": generated,
         "engine": engine,
         "http": http,
