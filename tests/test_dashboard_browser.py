@@ -135,6 +135,9 @@ def live(engine: Any, data_dir: Path) -> Iterator[Live]:
     asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(30)
+    # closed, or its self-pipe (a socket pair) is left to the garbage collector, whose
+    # ResourceWarning then fails whichever later test it happens to run in
+    loop.close()
 
 
 @pytest.fixture(scope="module")
