@@ -22,4 +22,5 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
-exec .venv/bin/python -m pytest -q "$@"
+# one worker per core (GATELOG_TEST_WORKERS=0 runs in this process, e.g. for pdb)
+exec .venv/bin/python -m pytest -q -n "${GATELOG_TEST_WORKERS:-2}" --dist loadfile "$@"
