@@ -162,7 +162,9 @@ def ndjson_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-@pytest.mark.parametrize(("code", "when"), [(241, "before"), (62, "during")])
+# 159 (a timeout), not 241: a window past the memory bound is read again in halves
+# (tests/test_limits.py), so a single 241 does not cut the export short.
+@pytest.mark.parametrize(("code", "when"), [(159, "before"), (62, "during")])
 async def test_an_export_cut_short_ends_with_the_error_line_not_the_totals(
     api: tuple[ClickHouseHTTPServer, TestClient[Any, Any]], code: int, when: str
 ) -> None:
