@@ -373,6 +373,20 @@ async def drop_ingested(store: Any, ctx: Context) -> None:
     for table, partition in parts.rows:
         await store.command(f"ALTER TABLE `{table}` DROP PARTITION ID {{p:String}}",
                             {"p": partition})  # fmt: skip
+    # The day levels partitioned by month hold those days beside the data's own: delete
+    # their rows (left there, they made every total and the page bounds of the next run
+    # count the ingested rows that `logs` no longer has).
+    from service.stats import RETIRED, ROLLUPS
+
+    after = (ctx.end // DAY + 1) * DAY
+    for rollup in (*ROLLUPS, *RETIRED):
+        if rollup.by_month:
+            await store.command(
+                f"ALTER TABLE `{rollup.table}` DELETE "
+                f"WHERE {rollup.time} >= toDateTime({{after:UInt32}}, 'UTC')",
+                {"after": after},
+                settings={"mutations_sync": 2},
+            )
 
 
 async def _copy(store: Any, table: str, copy: str) -> None:
