@@ -18,10 +18,11 @@ parts merge, and corrections from history deletes are negative rows (service/del
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .columns import DIMENSIONS
 from .errors import InvalidParameter
@@ -30,6 +31,8 @@ from .store import Store
 
 ROLLUP = "logs_minute"
 MINUTE = 60
+#: every UTC offset in use today is a multiple of a quarter hour (+5:45, +12:45)
+QUARTER = 900
 HOUR = 3600
 DAY = 86400
 
@@ -186,28 +189,48 @@ def levels(needed: frozenset[str], bucket: int | None = None) -> tuple[Rollup, .
 Piece = tuple[Rollup | None, Bound, Bound]
 
 
-def cover(lo: Bound, hi: Bound, chosen: Sequence[Rollup]) -> list[Piece]:
+def cover(lo: Bound, hi: Bound, chosen: Sequence[Rollup], raw_below: int = 0) -> list[Piece]:
     """``[lo, hi)`` as disjoint pieces ``(rollup, lo, hi)``: the whole buckets of the
     coarsest level in it, then, in what is left at each edge, the whole buckets of the
     next level, and so on; ``None`` for the raw seconds left at the edges. ``None``
-    bounds are open (the coarsest level takes them)."""
+    bounds are open (the coarsest level takes them). A stretch shorter than
+    ``raw_below`` seconds that no level covers whole is read raw as one piece instead
+    of being split further (see :func:`raw_below`)."""
     if lo is not None and hi is not None and lo >= hi:
         return []
     if not chosen:
+        return [(None, lo, hi)]
+    if lo is not None and hi is not None and hi - lo < raw_below:
         return [(None, lo, hi)]
     level, rest = chosen[0], chosen[1:]
     g = level.grain
     first = None if lo is None else -(-lo // g) * g
     stop = None if hi is None else hi // g * g
     if first is not None and stop is not None and first >= stop:
-        return cover(lo, hi, rest)
+        return cover(lo, hi, rest, raw_below)
     out: list[Piece] = []
     if lo is not None and first is not None and lo < first:
-        out += cover(lo, first, rest)
+        out += cover(lo, first, rest, raw_below)
     out.append((level, first, stop))
     if hi is not None and stop is not None and stop < hi:
-        out += cover(stop, hi, rest)
+        out += cover(stop, hi, rest, raw_below)
     return out
+
+
+def raw_below(flt: LogFilter) -> int:
+    """How long a stretch at the edge of a range may be and still be read from the raw
+    rows rather than split into finer rollup buckets.
+
+    Each table a statement names costs the engine about 2-5 ms to plan whatever it then
+    reads (chDB 26.9 at 1M rows: `EXPLAIN PLAN` alone of a one-table sum takes 2.4 ms on
+    a rollup and 4.9 ms on `logs`, its execution about 1 ms; docs/benchmarks.md), so a
+    finer level pays only where it replaces many raw rows. The raw rows of a stretch are
+    a contiguous read: through the time-ordered projection `logs_by_time_sums` (schema/023)
+    for site-wide filters, through the primary key `(user_id, created_at)` for one user.
+    So stretches under an hour are read raw (at most an hour of the whole site's logs at
+    each edge), and for one user's filter stretches under a day (one user's logs of a
+    day); `logs_minute` then serves only minute buckets and longer stretches."""
+    return DAY if flt.user_id is not None else HOUR
 
 
 def _range_sql(column: str, lo: Bound, hi: Bound, name: str, params: dict[str, Any]) -> str:
@@ -227,13 +250,11 @@ def _selects(
     sums: tuple[str, str],
     key: str | None = None,
     bucket: str | None = None,
-    bucket_of: Callable[[str], str] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """One SELECT per table the pieces read (rollups and the raw edges), each with the
     filter's conditions and its pieces' time ranges; with ``bucket`` (a parameter
     placeholder of the bucket size) and ``key`` (a dimension's column), grouped by
-    bucket and key. ``bucket_of`` (a time column -> its bucket's start in Unix
-    seconds) replaces the UTC-aligned buckets of ``bucket``."""
+    bucket and key (buckets aligned to multiples of their size, from the Unix epoch)."""
     where, params = flt.where(time=False)
     by_table: dict[str, tuple[Rollup | None, list[tuple[Bound, Bound]]]] = {}
     for rollup, lo, hi in pieces:
@@ -248,9 +269,8 @@ def _selects(
         )
         cols = sums[0] if rollup else sums[1]
         tail = ""
-        if bucket is not None or bucket_of is not None:
-            start = (bucket_of(column) if bucket_of is not None
-                     else f"intDiv(toUInt32({column}), {bucket}) * {bucket}")  # fmt: skip
+        if bucket is not None:
+            start = f"intDiv(toUInt32({column}), {bucket}) * {bucket}"
             cols = f"{start} AS bucket, {key or chr(39) * 2} AS key, {cols}"
             tail = " GROUP BY bucket, key"
         selects.append(f"SELECT {cols} FROM {table} WHERE {where} AND ({cond}){tail}")
@@ -264,7 +284,7 @@ def plan_pieces(
     serve the filter (raw rows only when a condition is on no rollup's dimension)."""
     if not rollup_serves(flt):
         return cover(lo, hi, ())
-    return cover(lo, hi, levels(filter_dimensions(flt, group_by), bucket))
+    return cover(lo, hi, levels(filter_dimensions(flt, group_by), bucket), raw_below(flt))
 
 
 @dataclass(frozen=True)
@@ -280,10 +300,18 @@ class Totals:
 
 async def totals(store: Store, flt: LogFilter, lo: Bound, hi: Bound) -> Totals:
     """The four sums over ``[lo, hi)`` and the filter's other conditions, exactly."""
-    return (await totals_of(store, [(flt, lo, hi)]))[0]
+    return (await totals_of(store, [Window(flt, lo, hi)]))[0]
 
 
-Window = tuple[LogFilter, Bound, Bound]
+class Window(NamedTuple):
+    """A range ``[lo, hi)`` of a filter whose four sums :func:`totals_of` answers;
+    ``raw``: read from the raw rows only (a window of the last minute, whose rows a
+    contiguous read finds faster than the engine plans a rollup's statement)."""
+
+    flt: LogFilter
+    lo: Bound
+    hi: Bound
+    raw: bool = False
 
 
 def _renamed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
@@ -300,8 +328,8 @@ async def totals_of(store: Store, windows: Sequence[Window]) -> list[Totals]:
     each window's pieces tagged with its index, summed per window."""
     selects: list[str] = []
     params: dict[str, Any] = {}
-    for n, (flt, lo, hi) in enumerate(windows):
-        pieces = plan_pieces(flt, lo, hi)
+    for n, (flt, lo, hi, raw) in enumerate(windows):
+        pieces = cover(lo, hi, ()) if raw else plan_pieces(flt, lo, hi)
         if not pieces:
             continue
         own, own_params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
@@ -309,12 +337,14 @@ async def totals_of(store: Store, windows: Sequence[Window]) -> list[Totals]:
             sql, renamed = _renamed(select, own_params, f"w{n}_")
             selects.append(sql.replace("SELECT ", f"SELECT {n} AS w, ", 1))
             params.update(renamed)
-    found: dict[int, Totals] = {}
-    if selects:
-        sql = f"SELECT w, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) GROUP BY w"
-        for w, *row in (await store.query(sql, params)).rows:
-            found[int(w)] = Totals(*(int(value) for value in row))
-    return [found.get(n, Totals()) for n in range(len(windows))]
+    sums = [[0] * len(FIGURES) for _ in windows]
+    answers = await asyncio.gather(*(store.query(sql, params) for sql in selects))
+    for answer in answers:
+        for w, *row in answer.rows:
+            cell = sums[int(w)]
+            for i, value in enumerate(row):
+                cell[i] += int(value)
+    return [Totals(*cell) for cell in sums]
 
 
 async def bucket_counts(
@@ -350,8 +380,9 @@ def zone_grain(tz: str, lo: int, hi: int) -> int:
     over ``[lo, hi)`` can be summed exactly: ``HOUR`` when the zone's UTC offset is a
     whole number of hours all through the range (local midnights are then UTC hour
     starts: the hour rollups serve, e.g. Europe/Berlin, America/New_York with their DST
-    shifts), else ``MINUTE`` (Asia/Kolkata +5:30, Asia/Kathmandu +5:45, Lord Howe's
-    half-hour DST: every offset in use is whole minutes). Pass it as ``bucket`` to
+    shifts), else ``QUARTER`` when every offset is a whole number of quarter hours
+    (Asia/Kolkata +5:30, Asia/Kathmandu +5:45, Lord Howe's half-hour DST: the minute
+    rollup serves, its minutes summed per quarter hour), else ``MINUTE``. Pass it as ``bucket`` to
     :func:`plan_pieces` / :func:`levels` so that only levels of that grain or finer are
     read, and bucket the rows with the zone's own local day. The offset is looked at
     every 3 hours and at both ends (zone changes are hours apart), so a range of N days
@@ -362,11 +393,15 @@ def zone_grain(tz: str, lo: int, hi: int) -> int:
 
     zone = ZoneInfo(tz)
     step = 3 * HOUR
+    grain = HOUR
     for at in [*range(lo, hi, step), max(lo, hi - 1)]:
         offset = datetime.fromtimestamp(at, zone).utcoffset()
-        if offset is not None and offset.total_seconds() % HOUR:
+        seconds = 0 if offset is None else int(offset.total_seconds())
+        if seconds % QUARTER:
             return MINUTE
-    return HOUR
+        if seconds % HOUR:
+            grain = QUARTER
+    return grain
 
 
 def stat_filter(flt: LogFilter) -> LogFilter:
@@ -375,8 +410,12 @@ def stat_filter(flt: LogFilter) -> LogFilter:
 
 
 def stat_windows(flt: LogFilter, now: float) -> list[Window]:
-    """The two windows of a stat: the filter's range, and the last 60 seconds (rpm/tpm)."""
-    return [(flt, *half_open(flt.start, flt.end)), (flt, int(now) - RECENT_SECONDS, None)]
+    """The two windows of a stat: the filter's range, and the last 60 seconds (rpm/tpm;
+    open-ended, since rows may be stamped a little ahead of this clock, and read raw)."""
+    return [
+        Window(flt, *half_open(flt.start, flt.end)),
+        Window(flt, int(now) - RECENT_SECONDS, None, raw=True),
+    ]
 
 
 def stat_figures(in_range: Totals, recent: Totals) -> dict[str, int]:
@@ -405,7 +444,7 @@ def own_windows(user_id: int, now: float, tz: str) -> list[Window]:
     from .usage import local_midnight
 
     flt = LogFilter(user_id=user_id, type=DEFAULT_STAT_TYPE)
-    return [(flt, None, None), (flt, local_midnight(now, tz), None)]
+    return [Window(flt, None, None), Window(flt, local_midnight(now, tz), None)]
 
 
 def own_figures(overall: Totals, today: Totals) -> dict[str, int]:
@@ -486,11 +525,6 @@ class SeriesRequest:
                 return starts
             starts.append(following)
 
-    def bucket_sql(self, column: str) -> str:
-        """The start of ``column``'s local bucket (needs the ``tz`` parameter)."""
-        function = "toStartOfHour" if self.size == HOUR else "toStartOfDay"
-        return f"toUInt32({function}({column}, {{tz:String}}))"
-
     def grain(self, lo: int, hi: int) -> int:
         """The bucket size to choose rollup levels with (:func:`levels`): the interval,
         or for local buckets the coarsest grain aligned with ``tz`` (:func:`zone_grain`)."""
@@ -541,14 +575,18 @@ async def series(
     # last bucket, and no row can be stored that late (ingest refuses the future).
     hi = MAX_TIMESTAMP if hi is None else hi
     assert lo is not None
-    pieces = plan_pieces(flt, lo, hi, request.group_by, request.grain(lo, hi))
+    # The engine sums UTC-aligned buckets of ``grain`` seconds (the interval itself in
+    # UTC); every local bucket start of the zone is a multiple of it, so each one lies in
+    # one local bucket, which _shape_series finds by its start. (The engine's own
+    # toStartOfHour(t, tz) is not used: around Lord Howe's half-hour DST change it
+    # answered starts 30 minutes off the zone's local hours.)
+    grain = request.grain(lo, hi)
+    pieces = plan_pieces(flt, lo, hi, request.group_by, grain)
     rows: Sequence[tuple[Any, ...]] = []
     if pieces:
-        zoned = request.bucket_sql if request.zoned else None
         selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), key,
-                                   "{bucket_size:UInt32}", zoned)  # fmt: skip
-        params["bucket_size"] = request.size
-        params["tz"] = request.tz
+                                   "{bucket_size:UInt32}")  # fmt: skip
+        params["bucket_size"] = grain
         sql = (
             f"SELECT bucket, key, {_OUTER_SUMS} FROM ({' UNION ALL '.join(selects)}) "
             # cells whose rows a history delete took out net to zero: not a group

@@ -194,16 +194,18 @@ def test_series_over_days_equal_brute_force(
     run(with_clock(engine, settings, NOW, body))
 
 
-def test_zone_grain_hours_for_whole_hour_offsets_minutes_otherwise() -> None:
+def test_zone_grain_hours_for_whole_hour_offsets_quarter_hours_otherwise() -> None:
     year = 1_767_225_600  # 2026-01-01 UTC; the range crosses both DST changes of 2026
     assert zone_grain("UTC", year, year + 365 * DAY) == HOUR
     assert zone_grain("Europe/Berlin", year, year + 365 * DAY) == HOUR
     assert zone_grain("America/New_York", year, year + 365 * DAY) == HOUR
-    assert zone_grain("Asia/Kolkata", year, year + DAY) == MINUTE
-    assert zone_grain("Asia/Kathmandu", year, year + DAY) == MINUTE
+    assert zone_grain("Asia/Kolkata", year, year + DAY) == 15 * MINUTE  # +5:30
+    assert zone_grain("Asia/Kathmandu", year, year + DAY) == 15 * MINUTE  # +5:45
     # Lord Howe: +11 in (southern) summer, +10:30 from April: whole hours in January only
     assert zone_grain("Australia/Lord_Howe", year, year + 20 * DAY) == HOUR
-    assert zone_grain("Australia/Lord_Howe", year, year + 200 * DAY) == MINUTE
+    assert zone_grain("Australia/Lord_Howe", year, year + 200 * DAY) == 15 * MINUTE
+    # local mean time (Kolkata +5:53:28 in 1850) is on no quarter hour: minutes
+    assert zone_grain("Asia/Kolkata", -3_800_000_000, -3_800_000_000 + DAY) == MINUTE
     # the levels a local-day series may read then: no UTC day level
     assert [
         r.grain for r in levels(frozenset({"type"}), zone_grain("Asia/Kolkata", year, year + DAY))
