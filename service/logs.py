@@ -109,6 +109,27 @@ async def newest_page(
     return (await store.query(page_sql(fields, where), {**params, **paging})).rows
 
 
+async def counted_page(
+    store: Store,
+    flt: LogFilter,
+    where: str,
+    params: dict[str, Any],
+    page: Page,
+    fields: Sequence[str],
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The page newest first and the total, where every filter is a rollup dimension:
+    the rollups' counts per day give the total and bound the page to the newest days
+    that hold it, so the page reads a few partitions, not all of them."""
+    counts = await bucket_counts(store, flt, *half_open(flt.start, flt.end), count_bucket(flt))
+    total = sum(n for _, n in counts)
+    if total <= page.offset:
+        return [], total
+    since = newest_bound(counts, page.offset + page.size)
+    paging = {"limit": page.size, "offset": page.offset, "since": since or 0}
+    rows = await store.query(page_sql(fields, where, since is not None), {**params, **paging})
+    return rows.rows, total
+
+
 def with_channel(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Admin list items as the gateway serializes them: the channel id also as
     ``channel`` (its struct tag), the name its own UI reads."""
@@ -134,17 +155,9 @@ async def list_page(
     flt, extra = keyword_filter(flt, keyword)
     where, params = flt.where()
     params.update(extra)
-    paging = {"limit": page.size, "offset": page.offset}
     if rollup_serves(flt):
-        counts = await bucket_counts(store, flt, *half_open(flt.start, flt.end),
-                                     count_bucket(flt))  # fmt: skip
-        total = sum(n for _, n in counts)
-        if total <= page.offset:
-            return [], total
-        since = newest_bound(counts, page.offset + page.size)
-        sql = page_sql(fields, where, since is not None)
-        rows = await store.query(sql, {**params, **paging, "since": since or 0})
-        return shape(rows.rows, fields, user_view), total
+        found, total = await counted_page(store, flt, where, params, page, fields)
+        return shape(found, fields, user_view), total
     rows, count = await asyncio.gather(
         newest_page(store, fields, where, params, page),
         store.query(f"SELECT count() FROM logs WHERE {where}", params),
@@ -190,13 +203,8 @@ async def search(
     if not rollup_serves(flt):  # keyword text
         return shape(await newest_page(store, fields, where, params, page), fields, user_view)
     # a type keyword: bound the page as a list's (list_page)
-    counts = await bucket_counts(store, flt, *half_open(flt.start, flt.end),
-                                 count_bucket(flt))  # fmt: skip
-    since = newest_bound(counts, page.offset + page.size)
-    sql = page_sql(fields, where, since is not None)
-    paging = {"limit": page.size, "offset": page.offset, "since": since or 0}
-    rows = await store.query(sql, {**params, **paging})
-    return shape(rows.rows, fields, user_view)
+    found, _ = await counted_page(store, flt, where, params, page, fields)
+    return shape(found, fields, user_view)
 
 
 #: The token lookup does the same engine work whether the key is known or not: the
