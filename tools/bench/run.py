@@ -841,7 +841,9 @@ def orchestrate(plan: Plan, out_dir: Path) -> dict[str, Any]:
     }
     result["summary"] = summarise(result)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{result['date']}-{_rows_label(plan.rows)}"
+    # the start's time of day too: a second run on the same day must not overwrite the first
+    clock = time.strftime("%H%M", time.gmtime(started))
+    stem = f"{result['date']}-{clock}-{_rows_label(plan.rows)}"
     (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     (out_dir / f"{stem}.md").write_text(markdown(result))
     return result
