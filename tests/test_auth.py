@@ -256,3 +256,32 @@ async def test_no_attack_token_gets_data_on_any_route(client: Any, store: Any) -
     rows = await store.query("SELECT count() FROM logs")
     tokens = await store.query("SELECT count() FROM tokens")
     assert (rows.scalar(), tokens.scalar()) == (1, 0)
+
+
+def test_a_remembered_token_still_expires_and_an_altered_one_is_checked_again() -> None:
+    start = int(time.time())
+    now = [float(start)]
+    auth = Authenticator(Settings(jwt_secret=SECRET), clock=lambda: now[0])
+    token = hs(claims(sub=7, role=1, exp=start + 600))
+    assert auth.authenticate("Bearer " + token).user_id == 7
+    assert auth.authenticate("Bearer " + token).user_id == 7  # remembered
+    # the same claims signed with another key: a different text, verified (and refused)
+    forged = hs(claims(sub=7, role=100, exp=start + 600), key="someone-else's-secret-0123456789")
+    with pytest.raises(Unauthorized):
+        auth.authenticate("Bearer " + forged)
+    now[0] = start + 600  # the second its exp names: expired, as pyjwt counts it
+    with pytest.raises(Unauthorized) as caught:
+        auth.authenticate("Bearer " + token)
+    assert "expired" in caught.value.message
+
+
+def test_the_remembered_tokens_are_bounded() -> None:
+    from service.auth import VERIFIED_TOKENS
+
+    auth = Authenticator(Settings(jwt_secret=SECRET))
+    exp = int(time.time()) + 600
+    tokens = [hs(claims(sub=sub, role=1, exp=exp)) for sub in range(VERIFIED_TOKENS + 10)]
+    for token in tokens:
+        auth.authenticate("Bearer " + token)
+    assert len(auth._verified) == VERIFIED_TOKENS
+    assert tokens[0] not in auth._verified and tokens[-1] in auth._verified  # oldest dropped
