@@ -430,6 +430,21 @@ def check_log_days(table: pa.Table, max_days: int) -> None:
         )
 
 
+def day_chunks(table: pa.Table) -> list[pa.Table]:
+    """``table`` (with a ``created_at`` in seconds) as one table, or, when its rows span
+    more than ``MAX_DAYS_PER_INSERT`` UTC days, as tables of at most that many days each,
+    oldest days first: the engine refuses an insert that creates more than
+    ``max_partitions_per_insert_block`` partitions. Deterministic, so a retried batch or a
+    resumed import cuts the same chunks."""
+    day = pc.divide(table["created_at"], 86400)
+    days = pc.unique(day).sort()
+    if len(days) <= MAX_DAYS_PER_INSERT:
+        return [table]
+    chunk_of = pc.divide(pc.index_in(day, value_set=days), MAX_DAYS_PER_INSERT)
+    count = (len(days) - 1) // MAX_DAYS_PER_INSERT + 1
+    return [table.filter(pc.equal(chunk_of, number)) for number in range(count)]
+
+
 async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdSource) -> int:
     """Insert a table of :func:`parse_logs`; returns its row count. Rows without an id get
     one; rows spanning many days go in chunks of at most ``MAX_DAYS_PER_INSERT`` days,
@@ -438,14 +453,7 @@ async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdSour
     if given.null_count:
         new = pa.array(await ids.take(given.null_count), pa.uint64())
         table = table.set_column(0, "id", pc.replace_with_mask(given, given.is_null(), new))
-    day = pc.divide(table["created_at"], 86400)
-    days = pc.unique(day).sort()
-    chunks = [table]
-    if len(days) > MAX_DAYS_PER_INSERT:
-        chunk_of = pc.divide(pc.index_in(day, value_set=days), MAX_DAYS_PER_INSERT)
-        count = (len(days) - 1) // MAX_DAYS_PER_INSERT + 1
-        chunks = [table.filter(pc.equal(chunk_of, number)) for number in range(count)]
-    for number, chunk in enumerate(chunks):
+    for number, chunk in enumerate(day_chunks(table)):
         await store.insert_table(
             "logs",
             chunk,
