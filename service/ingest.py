@@ -29,8 +29,8 @@ from .columns import LOGS, TOKENS, Column
 from .errors import BadRequest
 from .ids import IdGenerator as IdGenerator
 from .store import Store
+from .tokenhash import key_length
 
-KEY_SPACE = " \t\r\n\f\v"  # as service/handlers/logs.py strips a looked-up key
 MAX_UINT64 = 2**64 - 1
 MAX_INT63 = 2**63 - 1
 MAX_DAYS_PER_INSERT = 90  # under the engine's max_partitions_per_insert_block (100)
@@ -210,10 +210,7 @@ def _check(index: int, f: Field, value: Any) -> Any:
 def check_token_keys(rows: list[list[Any]], min_chars: int) -> None:
     """Keys count without surrounding whitespace and the ``sk-`` prefix: no blank keys."""
     for index, row in enumerate(rows, start=1):
-        key = row[1].strip(KEY_SPACE)
-        if key.startswith("sk-"):
-            key = key[3:]
-        if len(key) < min_chars:
+        if key_length(row[1]) < min_chars:
             raise BadRequest(
                 f"row {index}: field 'key' must have at least {min_chars} "
                 "characters besides the 'sk-' prefix and surrounding whitespace"
