@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 from . import columns
 from .bulk import arrow_table, arrow_type, insert_table, progress_bar
 from .commands import Command, with_store
+from .ingest import day_chunks
 from .settings import Settings
 from .store import Store
 
@@ -487,6 +488,21 @@ class Result:
     resumed_after: int
 
 
+async def insert_window(store: Store, table: pa.Table, token: str) -> None:
+    """One window of ids into ``logs``. Old history is sparse, so a window can span
+    hundreds of days, and the engine refuses an insert that creates more than 100
+    partitions (a day each): such a window goes in chunks of at most 90 days, each with
+    a token of its own derived from the window's (a window of fewer days keeps the
+    window's token, as before). The chunks are cut the same way on a resumed run, so a
+    replayed window stores nothing twice."""
+    chunks = day_chunks(table)
+    if len(chunks) == 1:
+        await insert_table(store, "logs", table, token)
+        return
+    for number, chunk in enumerate(chunks):
+        await insert_table(store, "logs", chunk, f"{token}:days{number}")
+
+
 async def run_import(
     store: Store,
     source: Source,
@@ -518,7 +534,7 @@ async def run_import(
         if state.state == "pending":
             # The last run stopped inside this window: replay it under the same token.
             table = await loop.run_in_executor(None, read, state.batch_from, state.batch_to)
-            await insert_table(store, "logs", table, token(state.batch_from, state.batch_to))
+            await insert_window(store, table, token(state.batch_from, state.batch_to))
             imported += table.num_rows
             state = Progress("done", state.batch_from, state.batch_to, imported)
             await write_progress(store, source, state)
@@ -551,7 +567,7 @@ async def run_import(
                 if number + 1 < len(windows):
                     pending = loop.run_in_executor(None, read, *windows[number + 1])
                 await write_progress(store, source, Progress("pending", lo, hi, imported))
-                await insert_table(store, "logs", table, token(lo, hi))
+                await insert_window(store, table, token(lo, hi))
                 imported += table.num_rows
                 logs += table.num_rows
                 await write_progress(store, source, Progress("done", lo, hi, imported))

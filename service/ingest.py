@@ -29,8 +29,8 @@ from .columns import LOGS, TOKENS, Column
 from .errors import BadRequest
 from .ids import IdGenerator as IdGenerator
 from .store import Store
+from .tokenhash import key_length
 
-KEY_SPACE = " \t\r\n\f\v"  # as service/handlers/logs.py strips a looked-up key
 MAX_UINT64 = 2**64 - 1
 MAX_INT63 = 2**63 - 1
 MAX_DAYS_PER_INSERT = 90  # under the engine's max_partitions_per_insert_block (100)
@@ -210,10 +210,7 @@ def _check(index: int, f: Field, value: Any) -> Any:
 def check_token_keys(rows: list[list[Any]], min_chars: int) -> None:
     """Keys count without surrounding whitespace and the ``sk-`` prefix: no blank keys."""
     for index, row in enumerate(rows, start=1):
-        key = row[1].strip(KEY_SPACE)
-        if key.startswith("sk-"):
-            key = key[3:]
-        if len(key) < min_chars:
+        if key_length(row[1]) < min_chars:
             raise BadRequest(
                 f"row {index}: field 'key' must have at least {min_chars} "
                 "characters besides the 'sk-' prefix and surrounding whitespace"
@@ -430,6 +427,21 @@ def check_log_days(table: pa.Table, max_days: int) -> None:
         )
 
 
+def day_chunks(table: pa.Table) -> list[pa.Table]:
+    """``table`` (with a ``created_at`` in seconds) as one table, or, when its rows span
+    more than ``MAX_DAYS_PER_INSERT`` UTC days, as tables of at most that many days each,
+    oldest days first: the engine refuses an insert that creates more than
+    ``max_partitions_per_insert_block`` partitions. Deterministic, so a retried batch or a
+    resumed import cuts the same chunks."""
+    day = pc.divide(table["created_at"], 86400)
+    days = pc.unique(day).sort()
+    if len(days) <= MAX_DAYS_PER_INSERT:
+        return [table]
+    chunk_of = pc.divide(pc.index_in(day, value_set=days), MAX_DAYS_PER_INSERT)
+    count = (len(days) - 1) // MAX_DAYS_PER_INSERT + 1
+    return [table.filter(pc.equal(chunk_of, number)) for number in range(count)]
+
+
 async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdSource) -> int:
     """Insert a table of :func:`parse_logs`; returns its row count. Rows without an id get
     one; rows spanning many days go in chunks of at most ``MAX_DAYS_PER_INSERT`` days,
@@ -438,14 +450,7 @@ async def store_log_table(store: Store, table: pa.Table, token: str, ids: IdSour
     if given.null_count:
         new = pa.array(await ids.take(given.null_count), pa.uint64())
         table = table.set_column(0, "id", pc.replace_with_mask(given, given.is_null(), new))
-    day = pc.divide(table["created_at"], 86400)
-    days = pc.unique(day).sort()
-    chunks = [table]
-    if len(days) > MAX_DAYS_PER_INSERT:
-        chunk_of = pc.divide(pc.index_in(day, value_set=days), MAX_DAYS_PER_INSERT)
-        count = (len(days) - 1) // MAX_DAYS_PER_INSERT + 1
-        chunks = [table.filter(pc.equal(chunk_of, number)) for number in range(count)]
-    for number, chunk in enumerate(chunks):
+    for number, chunk in enumerate(day_chunks(table)):
         await store.insert_table(
             "logs",
             chunk,

@@ -15,3 +15,14 @@ def hash_key(key: str) -> str:
     if key.startswith("sk-"):
         key = key[3:]
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_length(key: str) -> int:
+    """How many characters a key has besides surrounding whitespace and the ``sk-``
+    prefix (and whitespace after it): ``""``, ``"   "``, ``"sk-"`` and ``"sk-   "`` have
+    none. Ingest refuses keys under GATELOG_INGEST_MIN_TOKEN_KEY_CHARS and the lookup
+    finds none of them."""
+    key = key.strip(KEY_SPACE)
+    if key.startswith("sk-"):
+        key = key[3:]
+    return len(key.strip(KEY_SPACE))

@@ -377,6 +377,34 @@ def test_resume_after_a_crash_inside_a_batch(
     assert final.state == "done" and final.rows == len(logs)
 
 
+def test_sparse_history_is_imported_in_chunks_of_days(store: ChdbStore, tmp_path: Path) -> None:
+    """One window of ids spanning 250 days (a quiet gateway's history): the engine takes
+    at most 100 new partitions (days) per insert, so the importer cuts the window by
+    days; a replay of the window (a crash after its insert) stores nothing twice."""
+    day = 86400
+    logs = [
+        _complete({"user_id": 3, "created_at": END - (250 - i) * day + 7 * i, "type": 2,
+                   "model_name": "gpt-4o", "quota": i, "prompt_tokens": i,
+                   "completion_tokens": 2 * i, "use_time": 1, "content": f"day {i}"}, i)
+        for i in range(1, 251)
+    ]  # fmt: skip
+    url = sqlite_source(tmp_path / "sparse.db", logs, [])
+    source = parse_source(url)
+    result = run(run_import(store, source, progress=False))  # one window of 100,000 ids
+    assert result.logs == len(logs)
+    run(assert_imported_exactly(store, logs))
+    days = run(store.query("SELECT uniqExact(toDate(created_at)) FROM logs")).scalar()
+    assert days == 250
+
+    async def replay() -> None:  # as if the run had died after the window's insert
+        state = await read_progress(store, source)
+        await write_progress(store, source, Progress("pending", 0, state.batch_to, 0))
+
+    run(replay())
+    run(run_import(store, source, progress=False))
+    run(assert_imported_exactly(store, logs))
+
+
 # Text the three drivers and the CSV path must carry unchanged (PostgreSQL has no NUL).
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                 max_size=40)  # fmt: skip

@@ -149,7 +149,7 @@ async def test_sums_at_the_bound_agree_between_stat_and_export(client: Any, stor
     assert f"#totals,rows=2,quota={2 * DEFAULT_MAX_QUOTA}," in text
 
 
-@pytest.mark.parametrize("key", ["", "   ", "sk-", " sk- ", "\t"])
+@pytest.mark.parametrize("key", ["", "   ", "sk-", " sk- ", "\t", "sk-   ", "sk-\t "])
 async def test_blank_token_keys_are_refused(client: Any, key: str) -> None:
     tokens = [{"id": 1, "key": "sk-good", "user_id": 7}, {"id": 2, "key": key, "user_id": 7}]
     status, body = await post(client, tokens, "/api/internal/tokens")
@@ -158,6 +158,40 @@ async def test_blank_token_keys_are_refused(client: Any, key: str) -> None:
     )
     response = await client.get("/api/log/token", params={"key": "sk-"})
     assert response.status in (400, 404)
+
+
+@pytest.mark.parametrize("key", ["", "sk-", "sk-   "])
+async def test_a_blank_key_stored_before_the_bound_finds_nothing(
+    make_client: Any, key: str
+) -> None:
+    # As a service without the bound (or an import of such a token) stored it: the key's
+    # hash is that of the blank key, which any caller could send.
+    lenient = await make_client(ingest_min_token_key_chars=0)
+    tokens = [{"id": 5, "key": key, "name": "blank", "user_id": 7, "status": 1}]
+    assert (await post(lenient, tokens, "/api/internal/tokens"))[0] == 200
+    assert (await post(lenient, [log_row(token_id=5, content="private")]))[0] == 200
+    client = await make_client()
+    for given in ("", "sk-", " sk- ", "sk-   "):
+        response = await client.get("/api/log/token", params={"key": given})
+        body = await response.json()
+        assert response.status == 400 and body["data"] is None, (given, body)
+        assert "key" in body["message"]
+    response = await client.get("/api/log/token", headers={"Authorization": "Bearer sk-"})
+    assert response.status in (400, 401), await response.text()
+    assert "private" not in await response.text()
+
+
+async def test_keys_shorter_than_the_minimum_are_not_looked_up(make_client: Any) -> None:
+    lenient = await make_client()
+    tokens = [{"id": 6, "key": "sk-abc", "name": "short", "user_id": 7, "status": 1}]
+    assert (await post(lenient, tokens, "/api/internal/tokens"))[0] == 200
+    assert (await post(lenient, [log_row(token_id=6, content="private")]))[0] == 200
+    found = await lenient.get("/api/log/token", params={"key": "sk-abc"})
+    assert found.status == 200  # the default minimum (1) admits it
+    strict = await make_client(ingest_min_token_key_chars=8)
+    response = await strict.get("/api/log/token", params={"key": "sk-abc"})
+    body = await response.json()
+    assert response.status == 404 and body["data"] is None, body
 
 
 async def test_minimum_token_key_length_is_a_setting(make_client: Any) -> None:

@@ -11,7 +11,7 @@ from ..keys import SETTINGS, STORE, TOKEN_LIMITER
 from ..logs import find_token, list_page, search, token_logs, with_channel
 from ..params import check_length, get_page, get_raw, get_str
 from ..ratelimit import client_ip
-from ..tokenhash import KEY_SPACE, hash_key
+from ..tokenhash import KEY_SPACE, hash_key, key_length
 from ..web import ok
 from . import Audience, principal, scoped_filter
 
@@ -76,9 +76,12 @@ async def by_token(request: web.Request) -> web.Response:
     if given is None:  # no `key` at all: newer gateway builds send it in Authorization
         key = key_from_authorization(request.headers.get("Authorization", ""))
         check_length("key", key, settings)
-    if not key:
+    length = key_length(key)
+    if not length:  # "", "sk-": a blank key is no key (one stored before the bound neither)
         raise InvalidParameter("key", "is required (the token's secret key)")
     page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)
+    if length < settings.ingest_min_token_key_chars:
+        raise NotFound(TOKEN_NOT_FOUND)  # shorter than any key ingest accepts
     CALLER.set(f"ip:{ip}")  # anonymous: the engine share is the client address's
     store = request.app[STORE]
     token = await find_token(store, hash_key(key))
