@@ -53,20 +53,29 @@ def shape(
     return items
 
 
-def page_sql(fields: Sequence[str], where: str, since: bool = False) -> str:
+#: the engine reads the wide columns lazily, for the rows a query returns only, while its
+#: LIMIT (with the OFFSET) is at most query_plan_max_limit_for_lazy_materialization
+LAZY_LIMIT = 10_000
+
+
+def page_sql(fields: Sequence[str], where: str, page: Page, since: bool = False) -> str:
     """The newest-first page of ``logs`` (with ``since``: only rows at or after the
-    ``{since:UInt32}`` parameter, see :func:`newest_bound`), read in two steps in one
-    statement: the page's keys ``(user_id, created_at, id)`` first, then the page's
-    rows by key. The keys come from the narrow columns only, through the time-ordered
-    projection ``logs_by_time_sums`` (schema/023) where the filter's columns are in it
-    (admin pages: read in order, stopping after the page) or through the table's own
-    ``(user_id, created_at, id)`` order (one user's pages); the wide columns (content,
-    other) are then read for the page's rows only, found through the primary key."""
+    ``{since:UInt32}`` parameter, see :func:`newest_bound`).
+
+    One statement while the engine's lazy materialization covers the page: it finds the
+    page's rows from the narrow columns and reads the wide ones (content, other) for
+    those rows only (`EXPLAIN`: ``LazilyReadFromMergeTree``). Deeper pages are read in
+    two steps in one statement: the page's keys ``(user_id, created_at, id)`` from the
+    narrow columns first, then the rows by key. Measured at 1M rows (engine time, both
+    ways alternated in one process, same answers): one statement is 1.1-1.7x faster on
+    every list, search and token page of the bench, since naming `logs` twice costs the
+    engine a second plan of that table (about 5 ms) and saves it nothing lazy reading
+    does not already save."""
     bound = " AND created_at >= toDateTime({since:UInt32}, 'UTC')" if since else ""
-    keys = (
-        f"SELECT user_id, created_at, id FROM logs WHERE {where}{bound} {ORDER} "
-        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
-    )
+    paging = "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+    if page.offset + page.size <= LAZY_LIMIT:
+        return f"SELECT {select_list(fields)} FROM logs WHERE {where}{bound} {ORDER} {paging}"
+    keys = f"SELECT user_id, created_at, id FROM logs WHERE {where}{bound} {ORDER} {paging}"
     return (
         f"SELECT {select_list(fields)} FROM logs WHERE {where}{bound} "
         f"AND (user_id, created_at, id) IN ({keys}) {ORDER} LIMIT {{limit:UInt32}}"
@@ -101,12 +110,12 @@ async def newest_page(
     is read again without the bound."""
     paging = {"limit": page.size, "offset": page.offset}
     first = await store.query(
-        page_sql(fields, where + _NEWEST_DAY),
+        page_sql(fields, where + _NEWEST_DAY, page),
         {**params, **paging, "first_window": FIRST_WINDOW_SECONDS},
     )
     if len(first.rows) >= page.size:
         return first.rows
-    return (await store.query(page_sql(fields, where), {**params, **paging})).rows
+    return (await store.query(page_sql(fields, where, page), {**params, **paging})).rows
 
 
 async def counted_page(
@@ -126,7 +135,8 @@ async def counted_page(
         return [], total
     since = newest_bound(counts, page.offset + page.size)
     paging = {"limit": page.size, "offset": page.offset, "since": since or 0}
-    rows = await store.query(page_sql(fields, where, since is not None), {**params, **paging})
+    sql = page_sql(fields, where, page, since is not None)
+    rows = await store.query(sql, {**params, **paging})
     return rows.rows, total
 
 
