@@ -324,8 +324,11 @@ def _renamed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[s
 
 
 async def totals_of(store: Store, windows: Sequence[Window]) -> list[Totals]:
-    """:func:`totals` of several ``(filter, lo, hi)`` windows in one engine round trip:
-    each window's pieces tagged with its index, summed per window."""
+    """:func:`totals` of several windows at once: one statement per window and table
+    its pieces read, all sent together, each tagged with its window's index and summed
+    per window here. Separate statements rather than one ``UNION ALL``: the engine
+    plans a statement's tables one after the other (2-5 ms each), and separate
+    statements are planned and run on both cores at once."""
     selects: list[str] = []
     params: dict[str, Any] = {}
     for n, (flt, lo, hi, raw) in enumerate(windows):
@@ -359,11 +362,15 @@ async def bucket_counts(
     selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS), None,
                                "{bucket_size:UInt32}")  # fmt: skip
     params["bucket_size"] = size
-    sql = (
-        f"SELECT bucket, sum(requests) AS n FROM ({' UNION ALL '.join(selects)}) "
-        "GROUP BY bucket HAVING n != 0 ORDER BY bucket DESC"
+    # each table's statement on its own, at once (see totals_of), the buckets summed here
+    answers = await asyncio.gather(
+        *(store.query(f"SELECT bucket, requests FROM ({select})", params) for select in selects)
     )
-    return [(int(b), int(n)) for b, n in (await store.query(sql, params)).rows]
+    counts: dict[int, int] = {}
+    for answer in answers:
+        for bucket, rows in answer.rows:
+            counts[int(bucket)] = counts.get(int(bucket), 0) + int(rows)
+    return sorted(((b, n) for b, n in counts.items() if n), reverse=True)
 
 
 def count_bucket(flt: LogFilter) -> int:
@@ -431,8 +438,8 @@ def stat_figures(in_range: Totals, recent: Totals) -> dict[str, int]:
 
 async def stat(store: Store, flt: LogFilter, now: float) -> dict[str, int]:
     """``quota``, ``requests`` and the token sums over the filter's time range, and
-    ``rpm``/``tpm`` over the last 60 seconds (the time range ignored), in one engine
-    round trip (:func:`totals_of`)."""
+    ``rpm``/``tpm`` over the last 60 seconds (the time range ignored), together
+    (:func:`totals_of`)."""
     flt = stat_filter(flt)
     in_range, recent = await totals_of(store, stat_windows(flt, now))
     return stat_figures(in_range, recent)
@@ -466,7 +473,7 @@ async def own_totals(store: Store, user_id: int, now: float, tz: str) -> dict[st
 async def self_stat(
     store: Store, flt: LogFilter, user_id: int, now: float, tz: str
 ) -> dict[str, int]:
-    """A user's stat: :func:`stat` and :func:`own_totals` together, one round trip."""
+    """A user's stat: :func:`stat` and :func:`own_totals` together (:func:`totals_of`)."""
     flt = stat_filter(flt)
     in_range, recent, overall, today = await totals_of(
         store, [*stat_windows(flt, now), *own_windows(user_id, now, tz)]
