@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from .errors import InvalidParameter
 from .params import MAX_TIMESTAMP, LogFilter, get_raw
-from .stats import _range_sql
+from .stats import _range_sql, zone_floor, zone_grain
 from .store import Store
 
 CONSUME = 2
@@ -73,33 +73,46 @@ async def usage_rows(
     per_user = user_id is not None or username is not None
     flt = LogFilter(type=CONSUME, user_id=user_id, username=username)
     where, params = flt.where(time=False)
-    params.update({"tz": tz, "start": start, "end": end})
-    # the coarse bounds prune partitions; the bucket condition is the exact one
-    coarse = _range_sql(
-        "minute", max(0, start - _SLACK), min(MAX_TIMESTAMP, end + HOUR + _SLACK), "coarse", params
-    )
-    keys = "model_name, bucket" + (", user_id, username" if per_user else "")
+    lo, hi = max(0, start - _SLACK), min(MAX_TIMESTAMP, end + HOUR + _SLACK)
+    # The engine sums UTC-aligned buckets of the zone's grain (an hour where its offsets
+    # are whole hours, else a quarter hour or a minute); each lies in one local hour,
+    # found here from its start (zone_floor). The engine's toStartOfHour(t, tz) is not
+    # used: around Lord Howe's half-hour DST change it answered starts 30 minutes off.
+    grain = zone_grain(tz, lo, hi)
+    params["grain"] = grain
+    coarse = _range_sql("minute", lo, hi, "coarse", params)
+    users = ", user_id, username" if per_user else ""
     sql = (
-        "SELECT model_name, bucket, sum(requests) AS n, sum(quota) AS q, "
-        "sum(prompt_tokens) + sum(completion_tokens) AS t"
-        + (", user_id, username" if per_user else "")
-        + " FROM (SELECT *, toUInt32(toStartOfHour(minute, {tz:String})) AS bucket "
-        f"FROM logs_minute WHERE {where} AND {coarse}) "
-        "WHERE bucket >= {start:UInt32} AND bucket <= {end:UInt32} "
-        f"GROUP BY {keys} HAVING n != 0 "
-        f"ORDER BY bucket, model_name{', user_id, username' if per_user else ''}"
+        "SELECT model_name, intDiv(toUInt32(minute), {grain:UInt32}) * {grain:UInt32} AS g, "
+        "sum(requests) AS n, sum(quota) AS q, sum(prompt_tokens) + sum(completion_tokens) AS t"
+        f"{users} FROM logs_minute WHERE {where} AND {coarse} GROUP BY model_name, g{users}"
     )
-    rows = (await store.query(sql, params)).rows
+    zone = ZoneInfo(tz)
+    hours: dict[int, int] = {}
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for model, g, n, q, t, *who in (await store.query(sql, params)).rows:
+        g = int(g)
+        if g not in hours:
+            hours[g] = zone_floor(g, HOUR, zone)
+        bucket = hours[g]
+        if not start <= bucket <= end:
+            continue
+        cell = sums.setdefault((bucket, model, *who), [0, 0, 0])
+        cell[0] += int(n)
+        cell[1] += int(q)
+        cell[2] += int(t)
     out: list[dict[str, Any]] = []
-    for number, row in enumerate(rows, start=1):
+    for key in sorted(k for k, cell in sums.items() if cell[0] != 0):
+        bucket, model, *who = key
+        count, quota, tokens = sums[key]
         item: dict[str, Any] = {
-            "model_name": row[0],
-            "created_at": int(row[1]),
-            "count": int(row[2]),
-            "quota": int(row[3]),
-            "token_used": int(row[4]),
+            "model_name": model,
+            "created_at": bucket,
+            "count": count,
+            "quota": quota,
+            "token_used": tokens,
         }
         if per_user:
-            item = {"id": number, "user_id": int(row[5]), "username": row[6], **item}
+            item = {"id": len(out) + 1, "user_id": int(who[0]), "username": who[1], **item}
         out.append(item)
     return out
