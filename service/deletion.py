@@ -40,6 +40,7 @@ from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
 from .stats import RETIRED, ROLLUP, Rollup
 from .stats import ROLLUPS as READ_LEVELS
 from .store import Store
+from .timesql import window
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,7 @@ _ROLLUP_COLUMNS = (
     "minute, user_id, type, username, token_name, model_name, channel_id, `group`, "
     "requests, quota, prompt_tokens, completion_tokens"
 )
-_WINDOW = (
-    "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
-)
+_WINDOW = window("created_at")
 # Rollup rows for the raw rows of [lo, hi), with the sign given: '-' takes rows out of the
 # rollup before they are deleted, '+' puts them back when the delete failed.
 _ROLLUP_OF_WINDOW = f"""

@@ -18,6 +18,7 @@ from .columns import select_list as select_list
 from .params import LogFilter, Page, like_escape
 from .stats import bucket_counts, count_bucket, half_open, rollup_serves
 from .store import Store
+from .timesql import compare
 
 TOKEN_FIELDS = TOKEN_VIEW
 # Keys of `other` that only admins see (the gateway's formatUserLogs, and audit data).
@@ -62,7 +63,7 @@ def page_sql(fields: Sequence[str], where: str, since: bool = False) -> str:
     (admin pages: read in order, stopping after the page) or through the table's own
     ``(user_id, created_at, id)`` order (one user's pages); the wide columns (content,
     other) are then read for the page's rows only, found through the primary key."""
-    bound = " AND created_at >= toDateTime({since:UInt32}, 'UTC')" if since else ""
+    bound = f" AND {compare('created_at', '>=', 'since')}" if since else ""
     keys = (
         f"SELECT user_id, created_at, id FROM logs WHERE {where}{bound} {ORDER} "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"

@@ -13,6 +13,7 @@ from typing import Any
 from .columns import LOG_COLUMNS, LOGS
 from .errors import InvalidParameter
 from .settings import Settings
+from .timesql import compare
 
 # Log types as the gateway's source defines them (spec/reference-behaviour.md): the
 # gateway writes the numbers, so filters work on numbers; names are accepted in search.
@@ -157,9 +158,9 @@ class LogFilter:
         if types and self.type is not None:
             add("type = {type:UInt8}", "type", self.type)
         if time and self.start is not None:
-            add("created_at >= toDateTime({start:UInt32}, 'UTC')", "start", self.start)
+            add(compare("created_at", ">=", "start"), "start", self.start)
         if time and self.end is not None:
-            add("created_at <= toDateTime({end:UInt32}, 'UTC')", "end", self.end)
+            add(compare("created_at", "<=", "end"), "end", self.end)
         for name, column in _MATCHED:
             value = getattr(self, name)
             if value is None:
