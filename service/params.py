@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .columns import LOG_COLUMNS, LOGS
-from .errors import InvalidParameter
+from .errors import BadRequest, InvalidParameter
 from .settings import Settings
 from .timesql import compare
 
@@ -29,6 +29,10 @@ LOG_TYPES: dict[int, tuple[str, ...]] = {
 TYPE_BY_NAME = {name: number for number, names in LOG_TYPES.items() for name in names}
 MAX_TIMESTAMP = 2**32 - 1
 MAX_PAGE = 1_000_000
+#: a series or /api/data without start_timestamp covers the day before its end
+DEFAULT_SPAN = 86400
+#: the gateway's message for a missing, zero or non-numeric target_timestamp
+TARGET_REQUIRED = "target timestamp is required"
 #: the largest channel id (the column's type)
 MAX_CHANNEL = LOG_COLUMNS["channel_id"].value_range[1]
 
@@ -255,6 +259,37 @@ _MATCHED = tuple(
 _TIME = ("start", "end")
 
 
+def check_range(start: int | None, end: int | None) -> None:
+    """A time range whose start is after its end is refused, naming the start."""
+    if start is not None and end is not None and start > end:
+        raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
+
+
+def filled_range(start: int | None, end: int | None, now: float) -> tuple[int, int]:
+    """The range with its defaults: no end is now (or the start, if that is later), no
+    start the :data:`DEFAULT_SPAN` before the end."""
+    if end is None:
+        end = max(int(now), start or 0)
+    if start is None:
+        start = max(0, end - DEFAULT_SPAN)
+    return start, end
+
+
+def get_target(query: Mapping[str, str], now: float) -> int:
+    """``target_timestamp`` of a history delete, as the gateway reads it: digits only, 0
+    or missing is "required"; any number of digits is a time, and past
+    :data:`MAX_TIMESTAMP` as much in the future as one beyond it."""
+    raw = (get_raw(query, "target_timestamp") or "").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest(TARGET_REQUIRED)
+    target = int(raw) if len(raw) <= 10 else MAX_TIMESTAMP + 1
+    if target == 0:
+        raise BadRequest(TARGET_REQUIRED)
+    if target > now:
+        raise InvalidParameter("target_timestamp", "must not be in the future")
+    return target
+
+
 def parse_filter(
     query: Mapping[str, str], settings: Settings, *, admin: bool, user_id: int | None = None
 ) -> LogFilter:
@@ -262,9 +297,7 @@ def parse_filter(
     time range is read and checked first. ``user_id`` scopes the filter to one user."""
     wanted = [f for f in FILTERS if admin or not f.admin_only]
     times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
-    start, end = times["start"], times["end"]
-    if start is not None and end is not None and start > end:
-        raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
+    check_range(times["start"], times["end"])
     rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
     return LogFilter(**times, **rest, user_id=user_id)
 
