@@ -270,6 +270,25 @@ def test_dockerignore_keeps_the_context_to_the_package() -> None:
     assert not any(line.startswith("!") and (".env" in line or "data" in line) for line in lines)
 
 
+def test_dockerignore_lets_in_every_package_the_wheel_lists() -> None:
+    """The image's build runs ``pip wheel .``, which fails on a package of pyproject.toml
+    whose directory the build context left out."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = setuptools.get("package-dir", {})
+    directories = {
+        mapped.get(package, package.replace(".", "/")).split("/")[0]
+        for package in setuptools["packages"]
+    }
+    allowed = {
+        line[1:].strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert directories <= allowed, directories - allowed
+
+
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or shutil.which(
         "hadolint", path=str(Path(sys.executable).parent)
