@@ -14,6 +14,7 @@ from .columns import LOG_COLUMNS, LOGS
 from .errors import BadRequest, InvalidParameter
 from .settings import Settings
 from .timesql import compare
+from .tokenhash import KEY_SPACE
 
 # Log types as the gateway's source defines them (spec/reference-behaviour.md): the
 # gateway writes the numbers, so filters work on numbers; names are accepted in search.
@@ -83,6 +84,34 @@ def check_length(name: str, value: str, settings: Settings) -> str:
     if len(value) > settings.max_text_param:
         raise InvalidParameter(name, f"longer than {settings.max_text_param} characters")
     return value
+
+
+def key_from_authorization(header: str) -> str:
+    """The key as newer gateway builds send it to the token lookup: ``Authorization``
+    raw or with ``Bearer``, ``sk-`` stripped, and only the part before the first ``-``
+    after that (clients append ``-<channel>`` to a key)."""
+    value = header.strip(KEY_SPACE)
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip(KEY_SPACE)
+    if "." in value:  # a JWT (of gatelog or the gateway's sign-in), never a token key
+        return ""
+    if value.startswith("sk-"):
+        value = value[3:]
+    return value.split("-", 1)[0]
+
+
+def get_key(query: Mapping[str, str], authorization: str, settings: Settings) -> str:
+    """The token lookup's key: the ``key`` parameter (surrounding ASCII whitespace
+    ignored) or, without one, the ``Authorization`` header (:func:`key_from_authorization`);
+    at most a text parameter's length, and required."""
+    given = get_raw(query, "key")
+    key = check_length("key", given or "", settings).strip(KEY_SPACE)
+    if given is None:  # no `key` at all: newer gateway builds send it in Authorization
+        key = key_from_authorization(authorization)
+        check_length("key", key, settings)
+    if not key:
+        raise InvalidParameter("key", "is required (the token's secret key)")
+    return key
 
 
 def get_choice(

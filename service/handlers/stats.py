@@ -1,5 +1,5 @@
-"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``: one handler each
-for the admin and self views."""
+"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``: one handler each,
+registered for the admin and self audiences."""
 
 from __future__ import annotations
 
