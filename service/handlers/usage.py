@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import BadRequest
 from ..keys import CLOCK, SETTINGS, STORE
 from ..params import FILTER, check_range, filled_range, get_str
-from ..usage import SELF_MAX_SPAN, SELF_SPAN_MESSAGE, get_tz, usage_rows
+from ..usage import check_self_span, get_tz, usage_rows
 from ..web import ok
 from . import Audience, principal
 
@@ -28,8 +27,8 @@ async def usage_data(request: web.Request, audience: Audience) -> web.Response:
     who = await principal(request, audience.role)
     settings = request.app[SETTINGS]
     start, end = _range(request)
-    if audience.user_view and end - start > SELF_MAX_SPAN:
-        raise BadRequest(SELF_SPAN_MESSAGE)
+    if audience.user_view:
+        check_self_span(start, end)
     tz = get_tz(request.query, settings.time_zone)
     if audience.admin:
         username = get_str(request.query, "username", settings)
