@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 from .columns import LOGS, Column
 from .commands import Command, with_store
-from .ids import EPOCH_MS, NODES
+from .ids import EPOCH_MS, NODES, settled
 from .settings import Settings, SettingsError
 from .store import Store
 
@@ -204,12 +204,14 @@ async def lease_node(store: Store, owner: str) -> int:
             ("node", "owner", "claimed", "expires_at", "reserved_until", "version"),
             settings={"async_insert": 0},
         )
-        first = await store.query(
-            "SELECT owner FROM id_leases WHERE node = {node:UInt8} ORDER BY claimed, owner LIMIT 1",
-            {"node": node},
-        )
-        if first.rows and first.rows[0][0] == owner:
-            return node
+        if await settled(claimed):
+            first = await store.query(
+                "SELECT owner FROM id_leases WHERE node = {node:UInt8} "
+                "ORDER BY claimed, owner LIMIT 1",
+                {"node": node},
+            )
+            if first.rows and first.rows[0][0] == owner:
+                return node
         await store.command(
             "ALTER TABLE id_leases DELETE WHERE node = {node:UInt8} AND owner = {owner:String}",
             {"node": node, "owner": owner},

@@ -36,10 +36,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from .cluster import local_table, on_cluster, system_table
+from .columns import DIMENSIONS
 from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
 from .stats import RETIRED, ROLLUP, Rollup
 from .stats import ROLLUPS as READ_LEVELS
 from .store import Store
+from .timesql import window
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +59,31 @@ ROLLUPS = (ROLLUP, PERF_ROLLUP, *(r.table for r in LEVELS if r.table != ROLLUP))
 TABLES = (RAW, *ROLLUPS)
 _PARTITION_ID = re.compile(r"^\d{8}$")
 
-_ROLLUP_COLUMNS = (
-    "minute, user_id, type, username, token_name, model_name, channel_id, `group`, "
-    "requests, quota, prompt_tokens, completion_tokens"
+#: the dimensions of the minute rollups, as their views (schema/004, 031) group by them
+_DIMS = ", ".join(DIMENSIONS.values())
+#: the figures of the stats rollups, each with the sign the correction gives it
+_SUMS = (
+    "{sign}toInt64(count()), {sign}sum(toInt128(quota)), "
+    "{sign}sum(toInt128(prompt_tokens)), {sign}sum(toInt128(completion_tokens))"
 )
-_WINDOW = (
-    "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
-)
+_WINDOW = window("created_at")
 # Rollup rows for the raw rows of [lo, hi), with the sign given: '-' takes rows out of the
 # rollup before they are deleted, '+' puts them back when the delete failed.
 _ROLLUP_OF_WINDOW = f"""
-INSERT INTO {ROLLUP} ({_ROLLUP_COLUMNS})
-SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
-       model_name, channel_id, `group`,
-       {{sign}}toInt64(count()), {{sign}}sum(toInt128(quota)),
-       {{sign}}sum(toInt128(prompt_tokens)), {{sign}}sum(toInt128(completion_tokens))
+INSERT INTO {ROLLUP} (minute, {_DIMS}, requests, quota, prompt_tokens, completion_tokens)
+SELECT toStartOfMinute(created_at) AS minute, {_DIMS}, {_SUMS}
 FROM {RAW}
 WHERE {_WINDOW}
-GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`
+GROUP BY minute, {_DIMS}
 """
 # The same for the latency histogram rollup (schema/030): its cells as the view makes them.
 _PERF_OF_WINDOW = f"""
-INSERT INTO {PERF_ROLLUP} (minute, user_id, type, username, token_name, model_name,
-                           channel_id, `group`, use_time, frt_bucket, n)
-SELECT toStartOfMinute(created_at) AS minute, user_id, type, username, token_name,
-       model_name, channel_id, `group`, {USE_TIME_SQL} AS ut, {FRT_BUCKET_SQL} AS fb,
-       {{sign}}toInt64(count())
+INSERT INTO {PERF_ROLLUP} (minute, {_DIMS}, use_time, frt_bucket, n)
+SELECT toStartOfMinute(created_at) AS minute, {_DIMS}, {USE_TIME_SQL} AS ut,
+       {FRT_BUCKET_SQL} AS fb, {{sign}}toInt64(count())
 FROM {RAW}
 WHERE {_WINDOW} AND type IN (2, 5)
-GROUP BY minute, user_id, type, username, token_name, model_name, channel_id, `group`, ut, fb
+GROUP BY minute, {_DIMS}, ut, fb
 """
 
 
@@ -97,9 +95,7 @@ def _level_of_window(rollup: Rollup) -> str:
     return (
         f"INSERT INTO {rollup.table} ({rollup.time}, {dims}, requests, quota, prompt_tokens, "
         f"completion_tokens) SELECT toDateTime(intDiv(toUInt32(created_at), {g}) * {g}, 'UTC') "
-        f"AS {rollup.time}, {dims}, {{sign}}toInt64(count()), {{sign}}sum(toInt128(quota)), "
-        f"{{sign}}sum(toInt128(prompt_tokens)), {{sign}}sum(toInt128(completion_tokens)) "
-        f"FROM {RAW} "
+        f"AS {rollup.time}, {dims}, {_SUMS} FROM {RAW} "
         f"WHERE {_WINDOW} GROUP BY {rollup.time}, {dims}"
     )
 

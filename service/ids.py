@@ -118,6 +118,27 @@ SPREAD = 4
 LEAD_MS = 60_000
 #: a burst may run ids ahead of the clock by at most this much (64 ids/ms for an hour)
 MAX_LEAD_MS = 3_600_000
+#: a claim's write must land within this long of its ``claimed`` time, and the claims of
+#: its node are read only twice this long after it (see :func:`settled`)
+SETTLE_SECONDS = 1.0
+
+
+async def settled(claimed_ns: int, settle: float = SETTLE_SECONDS) -> bool:
+    """Called when a claim (taken at ``claimed_ns``) has been written: False when the
+    write took longer than ``settle`` (the claimer gives the claim up); else True once
+    ``2 * settle`` has passed since the claim.
+
+    "The earliest live claim wins" needs every earlier claim to be visible when the
+    claims are read; a rival that took its time before ours may still be writing when
+    ours has landed. Waiting out the time a write may take (once more for the two
+    processes' clocks) before reading, and giving up a claim whose write took longer,
+    makes every earlier claim either visible or withdrawn."""
+    landed = (time.time_ns() - claimed_ns) / 1e9
+    if landed > settle:
+        return False
+    await asyncio.sleep(max(0.0, 2 * settle - landed))
+    return True
+
 
 _STATE_SQL = """
 SELECT node, max(reserved) AS reserved,
@@ -158,8 +179,10 @@ class NodeIds:
         ttl: float = LEASE_TTL_SECONDS,
         heartbeat: float = HEARTBEAT_SECONDS,
         grace: float = GRACE_SECONDS,
+        settle: float = SETTLE_SECONDS,
     ) -> None:
         self._store = store
+        self.settle = settle
         self.clock = clock
         self.nodes = nodes
         self.ttl = ttl
@@ -227,12 +250,13 @@ class NodeIds:
             limit = max(floor, self._ms(now)) + LEAD_MS
             started = self.clock()
             await self._write(store, node, started + self.ttl, limit)
-            claims = await store.query(_CLAIMS_SQL, {"node": node, "live_after": live_after})
-            if claims.rows and claims.rows[0][0] == self.owner:
-                self._valid_until = started + self.ttl
-                log.info("leased id node %d", node)
-                return IdGenerator(node, self.clock, floor_ms=floor, limit_ms=limit)
-            await self._write(store, node, 0, limit)  # lost the race: give it back
+            if await settled(self._claimed, self.settle):
+                claims = await store.query(_CLAIMS_SQL, {"node": node, "live_after": live_after})
+                if claims.rows and claims.rows[0][0] == self.owner:
+                    self._valid_until = started + self.ttl
+                    log.info("leased id node %d", node)
+                    return IdGenerator(node, self.clock, floor_ms=floor, limit_ms=limit)
+            await self._write(store, node, 0, limit)  # lost the race (or late): give it back
         raise EngineUnavailable(
             f"all {self.nodes} id nodes are leased by running gatelog processes: "
             f"at most {self.nodes} replicas can ingest at once"

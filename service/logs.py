@@ -18,6 +18,7 @@ from .columns import select_list as select_list
 from .params import LogFilter, Page, like_escape
 from .stats import bucket_counts, count_bucket, half_open, rollup_serves
 from .store import Store
+from .timesql import compare
 
 TOKEN_FIELDS = TOKEN_VIEW
 # Keys of `other` that only admins see (the gateway's formatUserLogs, and audit data).
@@ -71,7 +72,7 @@ def page_sql(fields: Sequence[str], where: str, page: Page, since: bool = False)
     every list, search and token page of the bench, since naming `logs` twice costs the
     engine a second plan of that table (about 5 ms) and saves it nothing lazy reading
     does not already save."""
-    bound = " AND created_at >= toDateTime({since:UInt32}, 'UTC')" if since else ""
+    bound = f" AND {compare('created_at', '>=', 'since')}" if since else ""
     paging = "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
     if page.offset + page.size <= LAZY_LIMIT:
         return f"SELECT {select_list(fields)} FROM logs WHERE {where}{bound} {ORDER} {paging}"

@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, export, logs, stats
 from .columns import LOGS
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
-from .params import FILTER, FILTERS, LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP, Filter
+from .params import DEFAULT_SPAN, FILTER, FILTERS, LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP, Filter
 from .settings import Settings
 from .usage import zone_names
 
@@ -173,7 +173,7 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "series_start": query(
             "start_timestamp",
             timestamp,
-            "first second, inclusive (0 or missing: 24 hours before the end)",
+            f"first second, inclusive (0 or missing: {DEFAULT_SPAN // 3600} hours before the end)",
         ),
         "series_end": query(
             "end_timestamp",
@@ -232,7 +232,8 @@ def _parameters(settings: Settings) -> dict[str, Schema]:
         "data_start": query(
             "start_timestamp",
             timestamp,
-            "hours starting at or after this Unix second (0 or missing: a day before the end)",
+            "hours starting at or after this Unix second (0 or missing: "
+            f"{DEFAULT_SPAN // 3600} hours before the end)",
         ),
         "data_end": query(
             "end_timestamp",

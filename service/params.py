@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .columns import LOG_COLUMNS, LOGS
-from .errors import InvalidParameter
+from .errors import BadRequest, InvalidParameter
 from .settings import Settings
+from .timesql import compare
+from .tokenhash import KEY_SPACE, key_length
 
 # Log types as the gateway's source defines them (spec/reference-behaviour.md): the
 # gateway writes the numbers, so filters work on numbers; names are accepted in search.
@@ -28,6 +30,10 @@ LOG_TYPES: dict[int, tuple[str, ...]] = {
 TYPE_BY_NAME = {name: number for number, names in LOG_TYPES.items() for name in names}
 MAX_TIMESTAMP = 2**32 - 1
 MAX_PAGE = 1_000_000
+#: a series or /api/data without start_timestamp covers the day before its end
+DEFAULT_SPAN = 86400
+#: the gateway's message for a missing, zero or non-numeric target_timestamp
+TARGET_REQUIRED = "target timestamp is required"
 #: the largest channel id (the column's type)
 MAX_CHANNEL = LOG_COLUMNS["channel_id"].value_range[1]
 
@@ -78,6 +84,35 @@ def check_length(name: str, value: str, settings: Settings) -> str:
     if len(value) > settings.max_text_param:
         raise InvalidParameter(name, f"longer than {settings.max_text_param} characters")
     return value
+
+
+def key_from_authorization(header: str) -> str:
+    """The key as newer gateway builds send it to the token lookup: ``Authorization``
+    raw or with ``Bearer``, ``sk-`` stripped, and only the part before the first ``-``
+    after that (clients append ``-<channel>`` to a key)."""
+    value = header.strip(KEY_SPACE)
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip(KEY_SPACE)
+    if "." in value:  # a JWT (of gatelog or the gateway's sign-in), never a token key
+        return ""
+    if value.startswith("sk-"):
+        value = value[3:]
+    return value.split("-", 1)[0]
+
+
+def get_key(query: Mapping[str, str], authorization: str, settings: Settings) -> str:
+    """The token lookup's key: the ``key`` parameter (surrounding ASCII whitespace
+    ignored) or, without one, the ``Authorization`` header (:func:`key_from_authorization`);
+    at most a text parameter's length, and required."""
+    given = get_raw(query, "key")
+    key = check_length("key", given or "", settings).strip(KEY_SPACE)
+    if given is None:  # no `key` at all: newer gateway builds send it in Authorization
+        key = key_from_authorization(authorization)
+        check_length("key", key, settings)
+    # "", "sk-": a blank key is no key (nor is one stored before the bound)
+    if not key_length(key):
+        raise InvalidParameter("key", "is required (the token's secret key)")
+    return key
 
 
 def get_choice(
@@ -157,9 +192,9 @@ class LogFilter:
         if types and self.type is not None:
             add("type = {type:UInt8}", "type", self.type)
         if time and self.start is not None:
-            add("created_at >= toDateTime({start:UInt32}, 'UTC')", "start", self.start)
+            add(compare("created_at", ">=", "start"), "start", self.start)
         if time and self.end is not None:
-            add("created_at <= toDateTime({end:UInt32}, 'UTC')", "end", self.end)
+            add(compare("created_at", "<=", "end"), "end", self.end)
         for name, column in _MATCHED:
             value = getattr(self, name)
             if value is None:
@@ -254,6 +289,37 @@ _MATCHED = tuple(
 _TIME = ("start", "end")
 
 
+def check_range(start: int | None, end: int | None) -> None:
+    """A time range whose start is after its end is refused, naming the start."""
+    if start is not None and end is not None and start > end:
+        raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
+
+
+def filled_range(start: int | None, end: int | None, now: float) -> tuple[int, int]:
+    """The range with its defaults: no end is now (or the start, if that is later), no
+    start the :data:`DEFAULT_SPAN` before the end."""
+    if end is None:
+        end = max(int(now), start or 0)
+    if start is None:
+        start = max(0, end - DEFAULT_SPAN)
+    return start, end
+
+
+def get_target(query: Mapping[str, str], now: float) -> int:
+    """``target_timestamp`` of a history delete, as the gateway reads it: digits only, 0
+    or missing is "required"; any number of digits is a time, and past
+    :data:`MAX_TIMESTAMP` as much in the future as one beyond it."""
+    raw = (get_raw(query, "target_timestamp") or "").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest(TARGET_REQUIRED)
+    target = int(raw) if len(raw) <= 10 else MAX_TIMESTAMP + 1
+    if target == 0:
+        raise BadRequest(TARGET_REQUIRED)
+    if target > now:
+        raise InvalidParameter("target_timestamp", "must not be in the future")
+    return target
+
+
 def parse_filter(
     query: Mapping[str, str], settings: Settings, *, admin: bool, user_id: int | None = None
 ) -> LogFilter:
@@ -261,9 +327,7 @@ def parse_filter(
     time range is read and checked first. ``user_id`` scopes the filter to one user."""
     wanted = [f for f in FILTERS if admin or not f.admin_only]
     times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
-    start, end = times["start"], times["end"]
-    if start is not None and end is not None and start > end:
-        raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
+    check_range(times["start"], times["end"])
     rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
     return LogFilter(**times, **rest, user_id=user_id)
 

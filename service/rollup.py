@@ -47,6 +47,7 @@ from .deletion import (
 from .errors import ApiError, EngineUnavailable
 from .settings import Settings
 from .store import Store
+from .timesql import window
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,15 @@ class Source:
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in _FIGURES)
+
+    @property
+    def built(self) -> str:
+        """The SELECT making the window's cells from the raw rows, as its view does."""
+        return self.select.replace("{sign}", "")
+
+    def stored(self, columns: str) -> str:
+        """A SELECT of ``columns`` of this rollup's own cells in the window."""
+        return f"SELECT {columns} FROM {self.table} WHERE {window(_q(self.time))}"
 
 
 def _sources() -> tuple[Source, ...]:
@@ -143,14 +153,11 @@ async def check_table_day(store: Store, source: Source, day: date) -> Difference
     )
     differ = " OR ".join(f"r_{f} != w_{f}" for f in source.figures)
     totals = ", ".join(f"sum(r_{f}), sum(w_{f})" for f in source.figures)
-    time_col = _q(source.time)
     sql = (
         f"SELECT count(), {totals} FROM ("
         f"SELECT {keys}, {sides} FROM ("
-        f"SELECT {cols}, 0 AS side FROM {source.table} "
-        f"WHERE {time_col} >= toDateTime({{lo:UInt32}}, 'UTC') "
-        f"AND {time_col} < toDateTime({{hi:UInt32}}, 'UTC') "
-        f"UNION ALL SELECT *, 1 AS side FROM ({source.select.replace('{sign}', '')})"
+        f"{source.stored(f'{cols}, 0 AS side')} "
+        f"UNION ALL SELECT *, 1 AS side FROM ({source.built})"
         f") GROUP BY {keys} HAVING {differ})"
     )
     row = (await store.query(sql, _window(day))).rows[0]
@@ -212,7 +219,7 @@ async def rebuild_day(store: Store, day: date) -> None:
         try:
             cols = ", ".join(_q(c) for c in source.columns)
             await store.command(
-                f"INSERT INTO {work} ({cols}) {source.select.replace('{sign}', '')}",
+                f"INSERT INTO {work} ({cols}) {source.built}",
                 params,
                 settings=_NO_DEDUP,
             )
@@ -255,13 +262,9 @@ async def _correct_day(store: Store, source: Source, day: date) -> None:
         f"sum(d_{c.strip('`')})" if c in source.figures else _q(c) for c in source.columns
     )
     differ = " OR ".join(f"sum(d_{f}) != 0" for f in source.figures)
-    time_col = _q(source.time)
     sql = (
         f"INSERT INTO {source.table} ({cols}) SELECT {sums} FROM ("
-        f"SELECT {negated} FROM {source.table} "
-        f"WHERE {time_col} >= toDateTime({{lo:UInt32}}, 'UTC') "
-        f"AND {time_col} < toDateTime({{hi:UInt32}}, 'UTC') "
-        f"UNION ALL SELECT * FROM ({source.select.replace('{sign}', '')})"
+        f"{source.stored(negated)} UNION ALL SELECT * FROM ({source.built})"
         f") GROUP BY {keys} HAVING {differ}"
     )
     await store.command(sql, _window(day), settings=_NO_DEDUP)

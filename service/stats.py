@@ -28,6 +28,7 @@ from .columns import DIMENSIONS
 from .errors import InvalidParameter
 from .params import MAX_TIMESTAMP, LogFilter
 from .store import Store
+from .timesql import compare
 
 ROLLUP = "logs_minute"
 MINUTE = 60
@@ -236,10 +237,10 @@ def raw_below(flt: LogFilter) -> int:
 def _range_sql(column: str, lo: Bound, hi: Bound, name: str, params: dict[str, Any]) -> str:
     parts = []
     if lo is not None:
-        parts.append(f"{column} >= toDateTime({{{name}_lo:UInt32}}, 'UTC')")
+        parts.append(compare(column, ">=", f"{name}_lo"))
         params[f"{name}_lo"] = lo
     if hi is not None:
-        parts.append(f"{column} < toDateTime({{{name}_hi:UInt32}}, 'UTC')")
+        parts.append(compare(column, "<", f"{name}_hi"))
         params[f"{name}_hi"] = hi
     return " AND ".join(parts) or "1"
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from .errors import InvalidParameter
+from .errors import BadRequest, InvalidParameter
 from .params import MAX_TIMESTAMP, LogFilter, get_raw
 from .stats import _range_sql, zone_floor, zone_grain
 from .store import Store
@@ -29,6 +29,14 @@ HOUR = 3600
 #: the longest range /api/data/self answers, and new-api's own refusal of a longer one
 SELF_MAX_SPAN = 30 * 86400
 SELF_SPAN_MESSAGE = "时间跨度不能超过 1 个月"
+
+
+def check_self_span(start: int, end: int) -> None:
+    """A user's range is at most :data:`SELF_MAX_SPAN`, refused in new-api's words."""
+    if end - start > SELF_MAX_SPAN:
+        raise BadRequest(SELF_SPAN_MESSAGE)
+
+
 #: the rollup is per minute; any zone's hour lies within this much of the UTC hour
 _SLACK = 86400
 

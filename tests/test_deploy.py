@@ -56,6 +56,7 @@ CONTRACT_SETTINGS = frozenset(
         "GATELOG_CORS_ORIGINS",
         "GATELOG_LOG_LEVEL",
         "GATELOG_TRUSTED_PROXIES",
+        "GATELOG_GATEWAY_URL",
     }
 )
 SECRET_SETTINGS = frozenset({"GATELOG_JWT_SECRET", "GATELOG_CLICKHOUSE_URL"})
@@ -268,6 +269,25 @@ def test_dockerignore_keeps_the_context_to_the_package() -> None:
     for needed in ("!pyproject.toml", "!service/", "!schema/"):
         assert needed in lines
     assert not any(line.startswith("!") and (".env" in line or "data" in line) for line in lines)
+
+
+def test_dockerignore_lets_in_every_package_the_wheel_lists() -> None:
+    """The image's build runs ``pip wheel .``, which fails on a package of pyproject.toml
+    whose directory the build context left out."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = setuptools.get("package-dir", {})
+    directories = {
+        mapped.get(package, package.replace(".", "/")).split("/")[0]
+        for package in setuptools["packages"]
+    }
+    allowed = {
+        line[1:].strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert directories <= allowed, directories - allowed
 
 
 def test_hadolint_passes() -> None:
@@ -582,6 +602,32 @@ def test_the_network_policy_admits_the_ingress_and_trusts_it() -> None:
     assert all(ipaddress.ip_network(p.strip()) for p in proxies)
 
 
+def test_the_gateways_sign_in_is_configured_and_reachable() -> None:
+    """The Ingress sends the gateway UI's log pages here with the user's session; only
+    the gateway can say whose it is, so its URL is set and the policy lets gatelog ask."""
+    url = urlsplit(one("ConfigMap").doc["data"]["GATELOG_GATEWAY_URL"])
+    assert url.scheme == "http" and url.hostname and url.port
+    service, namespace, *_ = url.hostname.split(".")
+    policy = one("NetworkPolicy").doc["spec"]
+    reachable = [
+        rule
+        for rule in policy["egress"]
+        if any(p["port"] == url.port and p["protocol"] == "TCP" for p in rule["ports"])
+        and any(
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == namespace
+            for peer in rule["to"]
+        )
+    ]
+    assert reachable, (service, namespace, url.port)
+    # the gateway's pods also reach gatelog (ingest) from the same namespace
+    sources = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in policy["ingress"]
+        for peer in rule["from"]
+    ]
+    assert namespace in sources
+
+
 # --- Kubernetes: the pieces agree with each other and the contract -----------
 
 
@@ -752,7 +798,7 @@ def test_network_policy_allows_only_what_is_needed() -> None:
     ingress_ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
     assert ingress_ports == {SERVICE_PORT}
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
-    assert egress == {("TCP", 8123), ("UDP", 53), ("TCP", 53)}
+    assert egress == {("TCP", 8123), ("UDP", 53), ("TCP", 53), ("TCP", 3000)}
     chi = one("ClickHouseInstallation", K8S_CLICKHOUSE).doc
     (to_clickhouse,) = [r for r in policy["egress"] if r["ports"][0]["port"] == 8123]
     (peer,) = to_clickhouse["to"]

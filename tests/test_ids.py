@@ -157,6 +157,45 @@ async def test_a_released_node_is_free_at_once_and_its_lapsed_lease_is_not_used(
     await second.close()
 
 
+class LateWrites:
+    """The real store, whose writes land ``delay`` seconds after they are made (a slow
+    replica's claim); ``writing`` is set as the first one is made."""
+
+    def __init__(self, store: Any, delay: float) -> None:
+        self.inner, self.delay = store, delay
+        self.writing = asyncio.Event()
+
+    async def query(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.inner.query(*args, **kwargs)
+
+    async def insert(self, *args: Any, **kwargs: Any) -> None:
+        self.writing.set()
+        await asyncio.sleep(self.delay)
+        await self.inner.insert(*args, **kwargs)
+
+
+async def test_an_earlier_claim_that_lands_late_is_not_missed(store: Any) -> None:
+    """The first claim of the node lands after the second was written and read back:
+    reading the claims at once, each process found its own the earliest it could see,
+    and both held the node. At most one may hold it."""
+    clock = Clock(EPOCH + 40_000.0)
+    slow = LateWrites(store, delay=0.3)
+    early = NodeIds(lambda: slow, clock, nodes=1)
+    late = NodeIds(lambda: store, clock, nodes=1)
+    first = asyncio.ensure_future(early.take(1))
+    await slow.writing.wait()  # the early claim is taken and on its way
+    results = await asyncio.gather(first, late.take(1), return_exceptions=True)
+    try:
+        holders = [h for h in (early, late) if h.generator is not None]
+        assert len(holders) <= 1, results
+        for result, holder in zip(results, (early, late), strict=True):
+            if holder.generator is None:
+                assert isinstance(result, EngineUnavailable), result
+    finally:
+        await early.close()
+        await late.close()
+
+
 async def test_a_renewal_that_finds_a_rival_claim_steps_down(store: Any) -> None:
     clock = Clock(EPOCH + 30_000.0)
     holder = NodeIds(lambda: store, clock, nodes=1)

@@ -29,9 +29,18 @@ from tests.support import serve
 ROOT = Path(__file__).resolve().parent.parent
 #: the subcommands spec/contract.md names
 CONTRACT_COMMANDS = {"serve", "migrate", "token", "import", "generate", "bench", "retention"}
-#: what a build reads: a copy of just these, so that no build/ left in the checkout by an
-#: earlier build puts stale modules in the wheel
-SOURCES = ("pyproject.toml", "README.md", "service", "tools", "schema")
+
+
+def build_context() -> list[Path]:
+    """What the image's build reads: the paths ``.dockerignore`` lets in (it excludes
+    everything, then re-includes each ``!`` entry). The wheel is built from a copy of
+    just these, so that a package the image's build would not see fails here, and no
+    build/ left in the checkout by an earlier build puts stale modules in the wheel."""
+    paths: list[Path] = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        if line.startswith("!"):
+            paths.extend(sorted(ROOT.glob(line[1:].strip().rstrip("/"))))
+    return paths
 
 
 @dataclass(frozen=True)
@@ -65,13 +74,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("wheel")
     source, dist, target, cwd = (base / name for name in ("src", "dist", "target", "cwd"))
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in SOURCES:
-        path = ROOT / name
+    source.mkdir()
+    for path in build_context():
         if path.is_dir():
-            shutil.copytree(path, source / name, ignore=ignore)
+            shutil.copytree(path, source / path.name, ignore=ignore)
         else:
-            source.mkdir(exist_ok=True)
-            shutil.copy2(path, source / name)
+            shutil.copy2(path, source / path.name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],

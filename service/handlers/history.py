@@ -8,32 +8,16 @@ from aiohttp import web
 
 from ..auth import ROLE_ADMIN
 from ..deletion import DeleteResult, delete_before, delete_from
-from ..errors import BadRequest
 from ..keys import CLOCK, DELETE_GUARD, METRICS, SETTINGS, STORE
-from ..params import MAX_TIMESTAMP, get_raw
+from ..params import get_target
 from ..rollup import FIRST_DAY, LAST_DAY, day_of, marked
 from ..web import ok
 from . import principal
 
-TARGET_REQUIRED = "target timestamp is required"
-
-
-def _target(request: web.Request) -> int:
-    raw = (get_raw(request.query, "target_timestamp") or "").strip()
-    if not (raw.isascii() and raw.isdigit()):
-        raise BadRequest(TARGET_REQUIRED)
-    # Any number of digits is a time; past MAX_TIMESTAMP it is as much in the future.
-    target = int(raw) if len(raw) <= 10 else MAX_TIMESTAMP + 1
-    if target == 0:
-        raise BadRequest(TARGET_REQUIRED)
-    if target > request.app[CLOCK]():
-        raise BadRequest("invalid parameter 'target_timestamp': must not be in the future")
-    return target
-
 
 async def delete_history(request: web.Request) -> web.Response:
     await principal(request, ROLE_ADMIN)
-    target = _target(request)
+    target = get_target(request.query, request.app[CLOCK]())
     settings = request.app[SETTINGS]
     store, guard = request.app[STORE], request.app[DELETE_GUARD]
 

@@ -1,17 +1,17 @@
-"""``/api/log/`` list and search (one handler each for the admin and self views), and
-the public token lookup."""
+"""``/api/log/`` list and search (one handler each, registered for the admin and self
+audiences), and the public token lookup."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import InvalidParameter, NotFound, RateLimited
+from ..errors import NotFound, RateLimited
 from ..gate import CALLER
 from ..keys import SETTINGS, STORE, TOKEN_LIMITER
 from ..logs import find_token, list_page, search, token_logs, with_channel
-from ..params import check_length, get_page, get_raw, get_str
+from ..params import get_key, get_page, get_str
 from ..ratelimit import client_ip
-from ..tokenhash import KEY_SPACE, hash_key, key_length
+from ..tokenhash import hash_key, key_length
 from ..web import ok
 from . import Audience, principal, scoped_filter
 
@@ -46,20 +46,6 @@ async def search_logs(request: web.Request, audience: Audience) -> web.Response:
     return ok(with_channel(items) if audience.admin else items)
 
 
-def key_from_authorization(header: str) -> str:
-    """The key as newer gateway builds send it to the token lookup: ``Authorization``
-    raw or with ``Bearer``, ``sk-`` stripped, and only the part before the first ``-``
-    after that (clients append ``-<channel>`` to a key)."""
-    value = header.strip(KEY_SPACE)
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip(KEY_SPACE)
-    if "." in value:  # a JWT (of gatelog or the gateway's sign-in), never a token key
-        return ""
-    if value.startswith("sk-"):
-        value = value[3:]
-    return value.split("-", 1)[0]
-
-
 async def by_token(request: web.Request) -> web.Response:
     """Public: the logs of the token whose key is given. Unknown and disabled keys get
     the same 404 after the same single lookup, so timing does not tell them apart."""
@@ -71,16 +57,9 @@ async def by_token(request: web.Request) -> web.Response:
         error.headers = {"Retry-After": str(int(retry))}  # type: ignore[attr-defined]
         raise error
     settings = request.app[SETTINGS]
-    given = get_raw(request.query, "key")
-    key = check_length("key", given or "", settings).strip(KEY_SPACE)
-    if given is None:  # no `key` at all: newer gateway builds send it in Authorization
-        key = key_from_authorization(request.headers.get("Authorization", ""))
-        check_length("key", key, settings)
-    length = key_length(key)
-    if not length:  # "", "sk-": a blank key is no key (one stored before the bound neither)
-        raise InvalidParameter("key", "is required (the token's secret key)")
+    key = get_key(request.query, request.headers.get("Authorization", ""), settings)
     page = get_page(request.query, settings.token_page_size_default, settings.token_page_size_max)
-    if length < settings.ingest_min_token_key_chars:
+    if key_length(key) < settings.ingest_min_token_key_chars:
         raise NotFound(TOKEN_NOT_FOUND)  # shorter than any key ingest accepts
     CALLER.set(f"ip:{ip}")  # anonymous: the engine share is the client address's
     store = request.app[STORE]

@@ -1,12 +1,12 @@
-"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``: one handler each
-for the admin and self views."""
+"""``/api/log/stat``, ``/api/log/series`` and ``/api/log/performance``: one handler each,
+registered for the admin and self audiences."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from ..keys import CLOCK, SETTINGS, STORE
-from ..params import LogFilter, get_choice
+from ..params import LogFilter, filled_range, get_choice
 from ..performance import performance
 from ..stats import (
     DEFAULT_INTERVAL,
@@ -21,9 +21,6 @@ from ..stats import (
 from ..usage import get_tz
 from ..web import ok
 from . import Audience, principal, scoped_filter
-
-#: a series without start_timestamp covers the day before its end
-DEFAULT_SPAN = 86400
 
 
 def _keys(admin: bool) -> dict[str, str]:
@@ -44,10 +41,7 @@ async def stat_logs(request: web.Request, audience: Audience) -> web.Response:
 
 def _series_request(request: web.Request, flt: LogFilter, admin: bool) -> SeriesRequest:
     settings = request.app[SETTINGS]
-    end = flt.end
-    if end is None:  # now, or the start if a later one is asked for
-        end = max(int(request.app[CLOCK]()), flt.start or 0)
-    start = flt.start if flt.start is not None else max(0, end - DEFAULT_SPAN)
+    start, end = filled_range(flt.start, flt.end, request.app[CLOCK]())
     interval = get_choice(request.query, "interval", INTERVALS, settings, DEFAULT_INTERVAL)
     assert interval is not None
     group_by = _group_by(request, admin)

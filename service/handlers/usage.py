@@ -5,29 +5,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import BadRequest, InvalidParameter
 from ..keys import CLOCK, SETTINGS, STORE
-from ..params import FILTER, get_str
-from ..usage import SELF_MAX_SPAN, SELF_SPAN_MESSAGE, get_tz, usage_rows
+from ..params import FILTER, check_range, filled_range, get_str
+from ..usage import check_self_span, get_tz, usage_rows
 from ..web import ok
 from . import Audience, principal
 
-#: without start_timestamp, the day before the end (new-api's UI always sends both)
-DEFAULT_SPAN = 86400
-
 
 def _range(request: web.Request) -> tuple[int, int]:
-    # `default_time` is sent by the gateway's UI and ignored, as the gateway does.
-    # 0 is "not given", as on every other endpoint
+    # `default_time` is sent by the gateway's UI and ignored, as the gateway does; 0 is
+    # "not given", as on every other endpoint (new-api's UI always sends both ends)
     end = FILTER["end_timestamp"].number(request.query)
     start = FILTER["start_timestamp"].number(request.query)
-    if end is None:
-        end = max(int(request.app[CLOCK]()), start or 0)
-    if start is None:
-        start = max(0, end - DEFAULT_SPAN)
-    if start > end:
-        raise InvalidParameter("start_timestamp", "must not be after end_timestamp")
-    return start, end
+    check_range(start, end)
+    return filled_range(start, end, request.app[CLOCK]())
 
 
 async def usage_data(request: web.Request, audience: Audience) -> web.Response:
@@ -36,8 +27,8 @@ async def usage_data(request: web.Request, audience: Audience) -> web.Response:
     who = await principal(request, audience.role)
     settings = request.app[SETTINGS]
     start, end = _range(request)
-    if audience.user_view and end - start > SELF_MAX_SPAN:
-        raise BadRequest(SELF_SPAN_MESSAGE)
+    if audience.user_view:
+        check_self_span(start, end)
     tz = get_tz(request.query, settings.time_zone)
     if audience.admin:
         username = get_str(request.query, "username", settings)
