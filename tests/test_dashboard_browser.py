@@ -239,6 +239,11 @@ def test_admin_sees_the_site(page: Any, live: Live) -> None:
     want = [r for r in live.rows if r["model_name"] == "claude-3" and r["channel_id"] == 2]
     assert rows and len(rows) == min(20, len(want))
     assert all(r["model_name"] == "claude-3" and r["channel_id"] == "2" for r in rows)
+    # the figures follow the filters, and still equal the stat endpoint
+    shown, span = figures(page)
+    filtered = {**span, "model_name": "claude-3", "channel": "2"}
+    assert shown == stat_figures(live.get("/api/log/stat", filtered, ADMIN_TOKEN))
+    assert shown["requests"] == sum(1 for r in want if r["type"] == 2)
 
     # export: the file holds what the filters select
     with page.expect_download() as download:
@@ -285,17 +290,82 @@ def test_user_sees_only_their_own(page: Any, live: Live) -> None:
             "p => document.getElementById('log-table').dataset.page !== p", arg=current
         )
     assert seen == {r["content"] for r in mine}
+    # the user's export holds their own rows, and no admin-only field
+    with page.expect_download() as download:
+        page.click("#export-ndjson")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    exported = [json.loads(line) for line in lines][:-1]  # the last line: the totals
+    assert sorted(e["content"] for e in exported) == sorted(r["content"] for r in mine)
+    assert all(e["user_id"] == USER_ID for e in exported)
+    assert not {key for e in exported for key in e} & set(ADMIN_ONLY_FIELDS)
     page.fill("#filters input[name=keyword]", "call 1")
     page.click("#filters button[type=submit]")
     wait_refreshed(page, 2)
     _, rows = table(page)
     assert {r["content"] for r in rows} == {r["content"] for r in mine if "call 1" in r["content"]}
+    # export takes the filters, not a keyword search: it says so instead of downloading
+    # a file that holds more than the table shows
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+    page.click("#export-csv")
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('clear the search')"
+    )
+    assert downloads == []
     if os.environ.get("GATELOG_SCREENSHOTS"):
         page.fill("#filters input[name=keyword]", "")
         page.click("#filters button[type=submit]")
         wait_refreshed(page, 3)
         page.screenshot(path=f"{os.environ['GATELOG_SCREENSHOTS']}/user.png", full_page=True)
     assert page.errors == []
+
+
+# Counts the page's calls of the stat endpoint and, while ``window.__gate`` is a promise,
+# holds every call until it settles: a slow service, seen from the page.
+SLOW_SERVICE = """
+(() => {
+  const real = window.fetch.bind(window);
+  window.__statCalls = 0;
+  window.__gate = null;
+  window.fetch = (url, options) => {
+    if (new URL(String(url), location.href).pathname.endsWith("/stat")) window.__statCalls += 1;
+    const gate = window.__gate;
+    return gate ? gate.then(() => real(url, options)) : real(url, options);
+  };
+})();
+"""
+
+
+def test_refresh_on_an_interval_without_piling_up(browser: Any, live: Live) -> None:
+    """The page refreshes on its timer (a fake clock run forward here); ticks that come
+    while a refresh waits on a slow service start nothing, and one refresh follows."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.add_init_script(SLOW_SERVICE)
+    page.clock.install()
+    try:
+        sign_in(page, live, USER_TOKEN)
+        refresh_ms = page.evaluate("REFRESH_MS")
+        assert page.evaluate("window.__statCalls") == 2  # the sign-in check, one refresh
+        # (a statement, not an expression: evaluate would wait for the promise itself)
+        page.evaluate("() => { window.__gate = new Promise(open => { window.__open = open; }); }")
+        page.clock.run_for(refresh_ms)  # one tick: a refresh starts and waits
+        assert page.evaluate("window.__statCalls") == 3
+        assert page.evaluate("document.body.dataset.state") == "loading"
+        page.clock.run_for(4 * refresh_ms)  # four more ticks while it waits
+        assert page.evaluate("window.__statCalls") == 3  # nothing piled up
+        page.evaluate("window.__gate = null; window.__open()")
+        wait_refreshed(page, 3)  # the held refresh, then the one the ticks asked for
+        assert page.evaluate("window.__statCalls") == 4
+        assert page.evaluate("document.body.dataset.refreshes") == "3"
+        page.clock.run_for(refresh_ms)  # and the timer keeps going
+        wait_refreshed(page, 4)
+        assert page.evaluate("window.__statCalls") == 5
+        assert page.errors == []
+    finally:
+        context.close()
 
 
 def test_phone_width_and_a_bad_token(browser: Any, live: Live) -> None:

@@ -136,9 +136,8 @@ $("#signin-form").addEventListener("submit", (event) => {
   const value = new FormData(event.target).get("token").trim().replace(/^Bearer\s+/i, "");
   sessionStorage.setItem(TOKEN_KEY, value);
   event.target.reset();
-  // Without a pasted token, the gateway's session may sign us in (when gatelog delegates
-// sign-in to the gateway); otherwise there is nothing to try before the form.
-if (token() || document.body.dataset.gateway === "1") start(); else showSignIn("");
+  // An empty paste: only a gateway session (when gatelog delegates sign-in) can sign in.
+  if (token() || document.body.dataset.gateway === "1") start(); else showSignIn("");
 });
 
 $("#signout").addEventListener("click", () => showSignIn(""));
@@ -330,11 +329,16 @@ $("#range").addEventListener("change", () => { state.page = 1; refresh(); });
 $("#usage-group").addEventListener("change", () => loadUsage(range()));
 $("#usage-metric").addEventListener("change", () => loadUsage(range()));
 
-// Export: the same filters, fetched with the same credentials, saved as a file.
+// Export: the same filters, fetched with the same credentials, saved as a file. The
+// export endpoint takes the list filters, not a keyword search: with a keyword the file
+// would hold more than the table shows, so nothing is downloaded and the reason is said.
 async function exportAs(format) {
   const filters = { ...tableFilters(false), ...range(), format };
   delete filters.span;
-  delete filters.keyword;
+  if (filters.keyword) {
+    $("#status").textContent = "Export takes the filters, not the keyword search: clear the search to export";
+    return;
+  }
   try {
     const response = await api(base("export"), filters, true);
     const blob = await response.blob();
