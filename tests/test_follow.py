@@ -102,11 +102,22 @@ class Clock:
         return self.now
 
 
+async def lookup(store: ChdbStore, settings: Settings, key: str) -> tuple[int, Any]:
+    """The public token lookup of ``key``, as a client of the service sees it."""
+    app = create_app(settings, store=store)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/log/token", params={"key": key})
+        return response.status, await response.json()
+
+
 def test_follow_brings_new_rows_once_and_token_changes(
-    store: ChdbStore, gateway_db: Gateway
+    store: ChdbStore, settings: Settings, gateway_db: Gateway
 ) -> None:
     gateway_db.add_logs([log(i) for i in range(1, 6)])
     gateway_db.add_token(token())
+    # a second key of the same user, which the gateway deletes (soft: deleted_at set)
+    other_key = "d" * 19 + "DeletedKey0123456789abcdefghij"
+    gateway_db.add_token((6, 7, other_key, 1, "t2", END, END, -1, 0, True, 0, "", None))
     clock = Clock()
     from prometheus_client import CollectorRegistry
 
@@ -118,16 +129,26 @@ def test_follow_brings_new_rows_once_and_token_changes(
         assert await ids_in(store) == [1, 2, 3, 4, 5]
         found = await token_by_key(store, KEY)
         assert found is not None and found["status"] == 1
+        # the key works in gatelog: its owner's client sees the token's logs
+        status, body = await lookup(store, settings, KEY)
+        assert status == 200 and len(body["data"]) == 5, body
+        assert (await lookup(store, settings, other_key))[0] == 200
         assert await follower.poll() == 0  # nothing new: nothing twice
-        # the gateway goes on writing; it also deletes an old row and disables the token
+        # the gateway goes on writing; it also deletes an old row, disables one key and
+        # deletes the other (new-api's soft delete)
         gateway_db.add_logs([log(i) for i in range(6, 9)])
         gateway_db.execute("DELETE FROM logs WHERE id = 2")
         gateway_db.execute("UPDATE tokens SET status = 2 WHERE id = 5")
+        gateway_db.execute("UPDATE tokens SET deleted_at = '2026-12-01 00:00:00' WHERE id = 6")
         clock.now += follow.TOKEN_INTERVAL
         assert await follower.poll() == 3
         assert await ids_in(store) == [1, 2, 3, 4, 5, 6, 7, 8]  # the delete stays there
         found = await token_by_key(store, KEY)
         assert found is not None and found["status"] == 2
+        # both keys stop working in gatelog: the same 404 as an unknown key
+        for key in (KEY, other_key):
+            status, body = await lookup(store, settings, key)
+            assert status == 404 and body["success"] is False, body
         quota = (await store.query("SELECT sum(quota) FROM logs")).scalar()
         assert quota == 80
         assert registry.get_sample_value("gatelog_follow_rows_total") == 8
