@@ -454,6 +454,60 @@ def test_the_gateways_session_signs_in(
         thread.join(30)
 
 
+def test_a_series_too_large_is_said_in_its_chart(
+    browser: Any, live: Live, engine: Any, data_dir: Path
+) -> None:
+    """A site with more users or tokens than the series limit allows over the range gets
+    the service's reason in those charts, and the rest of the page as usual."""
+    from service.settings import Settings
+    from tests.conftest import SECRET
+
+    # two day buckets over the last 24 h: three users or six tokens are past this limit,
+    # the per-model usage of 25 hour buckets too, the total of one day fits
+    settings = Settings(
+        data_dir=str(data_dir), jwt_secret=SECRET, token_lookup_rate=0, max_series_buckets=6
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    holder: dict[str, Any] = {}
+
+    async def up() -> None:
+        runner = web.AppRunner(create_app(settings, store=engine))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        holder["runner"] = runner
+        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    asyncio.run_coroutine_threadsafe(up(), loop).result(60)
+    small = Live(f"http://127.0.0.1:{holder['port']}", live.rows)
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    try:
+        sign_in(page, small, ADMIN_TOKEN)
+        for chart in ("chart-users", "chart-tokens", "chart-usage"):
+            text = page.eval_on_selector(f"#{chart}", "e => e.textContent")
+            assert text.startswith("Not shown: ") and "limit" in text, (chart, text)
+            assert chart_points(page, chart) == 0
+        for chart in ("chart-latency", "chart-ttft", "chart-errors"):
+            assert chart_points(page, chart) > 0, chart
+        shown, span = figures(page)  # (this service's clock moves: rpm/tpm may differ)
+        stat = small.get("/api/log/stat", span, ADMIN_TOKEN)
+        for name in ("quota", "requests", "prompt_tokens", "completion_tokens"):
+            assert shown[name] == stat[name], name
+        assert "failed" not in page.eval_on_selector("#status", "e => e.textContent")
+        assert page.errors == []
+    finally:
+        context.close()
+        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
 def test_assets_are_served_by_the_service(live: Live) -> None:
     for name, kind in [("app.js", "javascript"), ("plotly.min.js", "javascript")]:
         with urllib.request.urlopen(f"{live.url}/dashboard/assets/{name}", timeout=30) as r:
