@@ -249,6 +249,9 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
+    import urllib.request
+
+    from tests.dbservers import free_port
 
     path = tmp_path / "one-api.db"
     conn = sqlite3.connect(path)
@@ -263,10 +266,13 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
         "GATELOG_FOLLOW_TOKENS_INTERVAL_SECONDS": "0",
         "GATELOG_LOG_LEVEL": "INFO",
     }
+    env["GATELOG_HOST"] = "127.0.0.1"
+    port = free_port()
+    command = [sys.executable, "-m", "service", "import", "--from", gw.url, "--follow"]
     errors = tmp_path / "stderr.log"
     with errors.open("wb") as err:
         child = subprocess.Popen(
-            [sys.executable, "-m", "service", "import", "--from", gw.url, "--follow"],
+            [*command, "--metrics-port", str(port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -290,6 +296,15 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
         wait_for(5)
         time.sleep(0.5)  # a few more polls find nothing new
         assert followed() == 5
+        # the follower's own metrics, as serve's /metrics has them
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            metrics = r.read().decode()
+        samples = dict(
+            line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("gatelog_")
+        )
+        assert float(samples["gatelog_follow_rows_total"]) == 5
+        assert float(samples["gatelog_follow_lag_seconds"]) >= 0
+        assert "gatelog_follow_rows_per_second" in samples
     finally:
         child.send_signal(signal.SIGTERM)
         out, _ = child.communicate(timeout=60)
@@ -304,3 +319,19 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
     )
     stored = json.loads(check.stdout.decode().strip().splitlines()[-1])
     assert stored == {"ids": [1, 2, 3, 4, 5], "status": [2]}
+
+
+@pytest.mark.parametrize("extra", [["--metrics-port", "9464"], ["--follow", "--metrics-port", "0"]])
+def test_metrics_port_needs_follow_and_a_port(tmp_path: Path, extra: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GATELOG_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "import", "--from", "sqlite:///nowhere.db", *extra],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and b"--metrics-port" in done.stderr
