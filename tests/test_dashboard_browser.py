@@ -12,6 +12,7 @@ the API itself (the figures must equal the stat endpoint) and from the rows post
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import threading
@@ -252,6 +253,12 @@ def test_admin_sees_the_site(page: Any, live: Live) -> None:
     *exported, totals = [json.loads(line) for line in lines]  # the last line: the totals
     assert len(exported) == len(want) and str(len(want)) in json.dumps(totals)
     assert all(e["model_name"] == "claude-3" and e["channel_id"] == 2 for e in exported)
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    records = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    assert sorted(r["id"] for r in records) == sorted(str(e["id"]) for e in exported)
+    assert f"#totals,rows={len(want)}," in text
     if os.environ.get("GATELOG_SCREENSHOTS"):
         page.fill("#filters input[name=model_name]", "")
         page.fill("#filters input[name=channel]", "")
