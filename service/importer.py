@@ -644,6 +644,14 @@ def _args(p: argparse.ArgumentParser) -> None:
         help="after the import, keep importing new logs every GATELOG_FOLLOW_INTERVAL_SECONDS "
         "(and the tokens at least every 30 s) until stopped",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="with --follow: serve the follower's Prometheus metrics "
+        "(gatelog_follow_lag_seconds, gatelog_follow_rows_total, "
+        "gatelog_follow_rows_per_second) at http://GATELOG_HOST:PORT/metrics",
+    )
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -658,8 +666,24 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"gatelog: {exc}", file=sys.stderr)
         return 2
 
+    if args.metrics_port is not None and not (args.follow and 0 < args.metrics_port < 65536):
+        print("gatelog: --metrics-port needs --follow and a port from 1 to 65535", file=sys.stderr)
+        return 2
     if args.follow:
         interval = settings.follow_interval_seconds
+        registry = None
+        if args.metrics_port is not None:
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            registry = CollectorRegistry()
+            try:
+                start_http_server(args.metrics_port, addr=settings.host, registry=registry)
+            except OSError as exc:
+                print(
+                    f"gatelog: cannot serve metrics on port {args.metrics_port}: {exc.strerror}",
+                    file=sys.stderr,
+                )
+                return 2
 
         async def follow(store: Store) -> None:
             follower = Follower(
@@ -667,6 +691,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                 source,
                 interval=interval,
                 token_interval=settings.follow_tokens_interval_seconds,
+                registry=registry,
             )
             task = asyncio.ensure_future(follower.run())
             # SIGTERM (an orchestrator's stop) and Ctrl-C end the follower between two

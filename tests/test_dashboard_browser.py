@@ -12,6 +12,7 @@ the API itself (the figures must equal the stat endpoint) and from the rows post
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import threading
@@ -239,6 +240,11 @@ def test_admin_sees_the_site(page: Any, live: Live) -> None:
     want = [r for r in live.rows if r["model_name"] == "claude-3" and r["channel_id"] == 2]
     assert rows and len(rows) == min(20, len(want))
     assert all(r["model_name"] == "claude-3" and r["channel_id"] == "2" for r in rows)
+    # the figures follow the filters, and still equal the stat endpoint
+    shown, span = figures(page)
+    filtered = {**span, "model_name": "claude-3", "channel": "2"}
+    assert shown == stat_figures(live.get("/api/log/stat", filtered, ADMIN_TOKEN))
+    assert shown["requests"] == sum(1 for r in want if r["type"] == 2)
 
     # export: the file holds what the filters select
     with page.expect_download() as download:
@@ -247,6 +253,12 @@ def test_admin_sees_the_site(page: Any, live: Live) -> None:
     *exported, totals = [json.loads(line) for line in lines]  # the last line: the totals
     assert len(exported) == len(want) and str(len(want)) in json.dumps(totals)
     assert all(e["model_name"] == "claude-3" and e["channel_id"] == 2 for e in exported)
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    records = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    assert sorted(r["id"] for r in records) == sorted(str(e["id"]) for e in exported)
+    assert f"#totals,rows={len(want)}," in text
     if os.environ.get("GATELOG_SCREENSHOTS"):
         page.fill("#filters input[name=model_name]", "")
         page.fill("#filters input[name=channel]", "")
@@ -285,17 +297,82 @@ def test_user_sees_only_their_own(page: Any, live: Live) -> None:
             "p => document.getElementById('log-table').dataset.page !== p", arg=current
         )
     assert seen == {r["content"] for r in mine}
+    # the user's export holds their own rows, and no admin-only field
+    with page.expect_download() as download:
+        page.click("#export-ndjson")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    exported = [json.loads(line) for line in lines][:-1]  # the last line: the totals
+    assert sorted(e["content"] for e in exported) == sorted(r["content"] for r in mine)
+    assert all(e["user_id"] == USER_ID for e in exported)
+    assert not {key for e in exported for key in e} & set(ADMIN_ONLY_FIELDS)
     page.fill("#filters input[name=keyword]", "call 1")
     page.click("#filters button[type=submit]")
     wait_refreshed(page, 2)
     _, rows = table(page)
     assert {r["content"] for r in rows} == {r["content"] for r in mine if "call 1" in r["content"]}
+    # export takes the filters, not a keyword search: it says so instead of downloading
+    # a file that holds more than the table shows
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+    page.click("#export-csv")
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('clear the search')"
+    )
+    assert downloads == []
     if os.environ.get("GATELOG_SCREENSHOTS"):
         page.fill("#filters input[name=keyword]", "")
         page.click("#filters button[type=submit]")
         wait_refreshed(page, 3)
         page.screenshot(path=f"{os.environ['GATELOG_SCREENSHOTS']}/user.png", full_page=True)
     assert page.errors == []
+
+
+# Counts the page's calls of the stat endpoint and, while ``window.__gate`` is a promise,
+# holds every call until it settles: a slow service, seen from the page.
+SLOW_SERVICE = """
+(() => {
+  const real = window.fetch.bind(window);
+  window.__statCalls = 0;
+  window.__gate = null;
+  window.fetch = (url, options) => {
+    if (new URL(String(url), location.href).pathname.endsWith("/stat")) window.__statCalls += 1;
+    const gate = window.__gate;
+    return gate ? gate.then(() => real(url, options)) : real(url, options);
+  };
+})();
+"""
+
+
+def test_refresh_on_an_interval_without_piling_up(browser: Any, live: Live) -> None:
+    """The page refreshes on its timer (a fake clock run forward here); ticks that come
+    while a refresh waits on a slow service start nothing, and one refresh follows."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.add_init_script(SLOW_SERVICE)
+    page.clock.install()
+    try:
+        sign_in(page, live, USER_TOKEN)
+        refresh_ms = page.evaluate("REFRESH_MS")
+        assert page.evaluate("window.__statCalls") == 2  # the sign-in check, one refresh
+        # (a statement, not an expression: evaluate would wait for the promise itself)
+        page.evaluate("() => { window.__gate = new Promise(open => { window.__open = open; }); }")
+        page.clock.run_for(refresh_ms)  # one tick: a refresh starts and waits
+        assert page.evaluate("window.__statCalls") == 3
+        assert page.evaluate("document.body.dataset.state") == "loading"
+        page.clock.run_for(4 * refresh_ms)  # four more ticks while it waits
+        assert page.evaluate("window.__statCalls") == 3  # nothing piled up
+        page.evaluate("window.__gate = null; window.__open()")
+        wait_refreshed(page, 3)  # the held refresh, then the one the ticks asked for
+        assert page.evaluate("window.__statCalls") == 4
+        assert page.evaluate("document.body.dataset.refreshes") == "3"
+        page.clock.run_for(refresh_ms)  # and the timer keeps going
+        wait_refreshed(page, 4)
+        assert page.evaluate("window.__statCalls") == 5
+        assert page.errors == []
+    finally:
+        context.close()
 
 
 def test_phone_width_and_a_bad_token(browser: Any, live: Live) -> None:
@@ -382,6 +459,60 @@ def test_the_gateways_session_signs_in(
         asyncio.run_coroutine_threadsafe(down(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+def test_a_series_too_large_is_said_in_its_chart(
+    browser: Any, live: Live, engine: Any, data_dir: Path
+) -> None:
+    """A site with more users or tokens than the series limit allows over the range gets
+    the service's reason in those charts, and the rest of the page as usual."""
+    from service.settings import Settings
+    from tests.conftest import SECRET
+
+    # two day buckets over the last 24 h: three users or six tokens are past this limit,
+    # the per-model usage of 25 hour buckets too, the total of one day fits
+    settings = Settings(
+        data_dir=str(data_dir), jwt_secret=SECRET, token_lookup_rate=0, max_series_buckets=6
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    holder: dict[str, Any] = {}
+
+    async def up() -> None:
+        runner = web.AppRunner(create_app(settings, store=engine))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        holder["runner"] = runner
+        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    asyncio.run_coroutine_threadsafe(up(), loop).result(60)
+    small = Live(f"http://127.0.0.1:{holder['port']}", live.rows)
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    try:
+        sign_in(page, small, ADMIN_TOKEN)
+        for chart in ("chart-users", "chart-tokens", "chart-usage"):
+            text = page.eval_on_selector(f"#{chart}", "e => e.textContent")
+            assert text.startswith("Not shown: ") and "limit" in text, (chart, text)
+            assert chart_points(page, chart) == 0
+        for chart in ("chart-latency", "chart-ttft", "chart-errors"):
+            assert chart_points(page, chart) > 0, chart
+        shown, span = figures(page)  # (this service's clock moves: rpm/tpm may differ)
+        stat = small.get("/api/log/stat", span, ADMIN_TOKEN)
+        for name in ("quota", "requests", "prompt_tokens", "completion_tokens"):
+            assert shown[name] == stat[name], name
+        assert "failed" not in page.eval_on_selector("#status", "e => e.textContent")
+        assert page.errors == []
+    finally:
+        context.close()
+        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
 
 
 def test_assets_are_served_by_the_service(live: Live) -> None:

@@ -102,11 +102,22 @@ class Clock:
         return self.now
 
 
+async def lookup(store: ChdbStore, settings: Settings, key: str) -> tuple[int, Any]:
+    """The public token lookup of ``key``, as a client of the service sees it."""
+    app = create_app(settings, store=store)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/log/token", params={"key": key})
+        return response.status, await response.json()
+
+
 def test_follow_brings_new_rows_once_and_token_changes(
-    store: ChdbStore, gateway_db: Gateway
+    store: ChdbStore, settings: Settings, gateway_db: Gateway
 ) -> None:
     gateway_db.add_logs([log(i) for i in range(1, 6)])
     gateway_db.add_token(token())
+    # a second key of the same user, which the gateway deletes (soft: deleted_at set)
+    other_key = "d" * 19 + "DeletedKey0123456789abcdefghij"
+    gateway_db.add_token((6, 7, other_key, 1, "t2", END, END, -1, 0, True, 0, "", None))
     clock = Clock()
     from prometheus_client import CollectorRegistry
 
@@ -118,16 +129,26 @@ def test_follow_brings_new_rows_once_and_token_changes(
         assert await ids_in(store) == [1, 2, 3, 4, 5]
         found = await token_by_key(store, KEY)
         assert found is not None and found["status"] == 1
+        # the key works in gatelog: its owner's client sees the token's logs
+        status, body = await lookup(store, settings, KEY)
+        assert status == 200 and len(body["data"]) == 5, body
+        assert (await lookup(store, settings, other_key))[0] == 200
         assert await follower.poll() == 0  # nothing new: nothing twice
-        # the gateway goes on writing; it also deletes an old row and disables the token
+        # the gateway goes on writing; it also deletes an old row, disables one key and
+        # deletes the other (new-api's soft delete)
         gateway_db.add_logs([log(i) for i in range(6, 9)])
         gateway_db.execute("DELETE FROM logs WHERE id = 2")
         gateway_db.execute("UPDATE tokens SET status = 2 WHERE id = 5")
+        gateway_db.execute("UPDATE tokens SET deleted_at = '2026-12-01 00:00:00' WHERE id = 6")
         clock.now += follow.TOKEN_INTERVAL
         assert await follower.poll() == 3
         assert await ids_in(store) == [1, 2, 3, 4, 5, 6, 7, 8]  # the delete stays there
         found = await token_by_key(store, KEY)
         assert found is not None and found["status"] == 2
+        # both keys stop working in gatelog: the same 404 as an unknown key
+        for key in (KEY, other_key):
+            status, body = await lookup(store, settings, key)
+            assert status == 404 and body["success"] is False, body
         quota = (await store.query("SELECT sum(quota) FROM logs")).scalar()
         assert quota == 80
         assert registry.get_sample_value("gatelog_follow_rows_total") == 8
@@ -228,6 +249,9 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
+    import urllib.request
+
+    from tests.dbservers import free_port
 
     path = tmp_path / "one-api.db"
     conn = sqlite3.connect(path)
@@ -242,10 +266,13 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
         "GATELOG_FOLLOW_TOKENS_INTERVAL_SECONDS": "0",
         "GATELOG_LOG_LEVEL": "INFO",
     }
+    env["GATELOG_HOST"] = "127.0.0.1"
+    port = free_port()
+    command = [sys.executable, "-m", "service", "import", "--from", gw.url, "--follow"]
     errors = tmp_path / "stderr.log"
     with errors.open("wb") as err:
         child = subprocess.Popen(
-            [sys.executable, "-m", "service", "import", "--from", gw.url, "--follow"],
+            [*command, "--metrics-port", str(port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -269,6 +296,15 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
         wait_for(5)
         time.sleep(0.5)  # a few more polls find nothing new
         assert followed() == 5
+        # the follower's own metrics, as serve's /metrics has them
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            metrics = r.read().decode()
+        samples = dict(
+            line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("gatelog_")
+        )
+        assert float(samples["gatelog_follow_rows_total"]) == 5
+        assert float(samples["gatelog_follow_lag_seconds"]) >= 0
+        assert "gatelog_follow_rows_per_second" in samples
     finally:
         child.send_signal(signal.SIGTERM)
         out, _ = child.communicate(timeout=60)
@@ -283,3 +319,19 @@ def test_import_follow_as_its_own_process(tmp_path: Path) -> None:
     )
     stored = json.loads(check.stdout.decode().strip().splitlines()[-1])
     assert stored == {"ids": [1, 2, 3, 4, 5], "status": [2]}
+
+
+@pytest.mark.parametrize("extra", [["--metrics-port", "9464"], ["--follow", "--metrics-port", "0"]])
+def test_metrics_port_needs_follow_and_a_port(tmp_path: Path, extra: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GATELOG_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "import", "--from", "sqlite:///nowhere.db", *extra],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and b"--metrics-port" in done.stderr

@@ -84,6 +84,17 @@ async def test_run_retention_drops_old_days_from_both_tables(store: Any) -> None
     kept = {p for p in before if p >= "20260307"}
     assert await partition_days(store, "logs") == kept
     assert await partition_days(store, "logs_minute") == kept
+    assert await partition_days(store, "logs_perf_minute") == kept
+    # the latency rollup counts exactly the rows kept, minute by minute
+    perf = await store.query(
+        "SELECT toUInt32(minute) AS m, sum(n) AS c FROM logs_perf_minute "
+        "GROUP BY m HAVING c != 0 ORDER BY m"
+    )
+    raw = await store.query(
+        "SELECT toUInt32(toStartOfMinute(created_at)) AS m, count() FROM logs "
+        "WHERE type IN (2, 5) GROUP BY m ORDER BY m"
+    )
+    assert perf.rows == raw.rows and perf.rows
     oldest = (await store.query("SELECT min(created_at) FROM logs")).scalar()
     assert oldest.strftime("%Y%m%d") == "20260307"
     count = (await store.query("SELECT count() FROM logs")).scalar()

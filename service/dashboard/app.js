@@ -136,9 +136,8 @@ $("#signin-form").addEventListener("submit", (event) => {
   const value = new FormData(event.target).get("token").trim().replace(/^Bearer\s+/i, "");
   sessionStorage.setItem(TOKEN_KEY, value);
   event.target.reset();
-  // Without a pasted token, the gateway's session may sign us in (when gatelog delegates
-// sign-in to the gateway); otherwise there is nothing to try before the form.
-if (token() || document.body.dataset.gateway === "1") start(); else showSignIn("");
+  // An empty paste: only a gateway session (when gatelog delegates sign-in) can sign in.
+  if (token() || document.body.dataset.gateway === "1") start(); else showSignIn("");
 });
 
 $("#signout").addEventListener("click", () => showSignIn(""));
@@ -191,11 +190,27 @@ const LAYOUT = {
 };
 const CONFIG = { displaylogo: false, responsive: true };
 
+// A chart that cannot be drawn says why in its place (no stale bars left standing).
+function note(id, text) {
+  const el = document.getElementById(id);
+  window.Plotly.purge(el);
+  const div = document.createElement("div");
+  div.className = "empty";
+  div.textContent = text;
+  el.replaceChildren(div);
+}
+
+// A series the service refuses as too large (groups x buckets past its limit, e.g. top
+// users over 30 days on a site with many users): said in the chart, the rest unaffected.
+function refused(id, e) {
+  if (!(e instanceof ApiError) || e.status !== 400) throw e;
+  note(id, "Not shown: " + e.message);
+}
+
 function draw(id, traces, layout) {
   const el = document.getElementById(id);
   if (!traces.length) {
-    window.Plotly.purge(el);
-    el.innerHTML = '<div class="empty">No data in this range</div>';
+    note(id, "No data in this range");
     return;
   }
   if (el.querySelector(".empty")) el.innerHTML = "";
@@ -209,10 +224,16 @@ function metric(bucket, name) {
 async function loadUsage(r) {
   const groupBy = $("#usage-group").value;
   const name = $("#usage-metric").value;
-  const data = await api(base("series"), {
-    start_timestamp: r.start_timestamp, end_timestamp: r.end_timestamp,
-    interval: interval(r.span), group_by: groupBy,
-  });
+  let data;
+  try {
+    data = await api(base("series"), {
+      start_timestamp: r.start_timestamp, end_timestamp: r.end_timestamp,
+      interval: interval(r.span), group_by: groupBy,
+    });
+  } catch (e) {
+    refused("chart-usage", e);
+    return;
+  }
   const traces = (data.series || []).map((s) => ({
     type: "bar", name: String(s.key === "" ? "(none)" : s.key),
     x: s.buckets.map((b) => new Date(b.timestamp * 1000)),
@@ -243,10 +264,16 @@ async function loadPerformance(shown) {
 async function loadTop(r) {
   if (!state.admin) return;
   for (const [groupBy, id] of [["username", "chart-users"], ["token_name", "chart-tokens"]]) {
-    const data = await api("/api/log/series", {
-      start_timestamp: r.start_timestamp, end_timestamp: r.end_timestamp,
-      interval: "day", group_by: groupBy,
-    });
+    let data;
+    try {
+      data = await api("/api/log/series", {
+        start_timestamp: r.start_timestamp, end_timestamp: r.end_timestamp,
+        interval: "day", group_by: groupBy,
+      });
+    } catch (e) {
+      refused(id, e);
+      continue;
+    }
     const top = (data.series || []).slice().sort((a, b) => b.quota - a.quota).slice(0, 10).reverse();
     draw(id, top.length ? [{
       type: "bar", orientation: "h", x: top.map((s) => s.quota),
@@ -330,11 +357,16 @@ $("#range").addEventListener("change", () => { state.page = 1; refresh(); });
 $("#usage-group").addEventListener("change", () => loadUsage(range()));
 $("#usage-metric").addEventListener("change", () => loadUsage(range()));
 
-// Export: the same filters, fetched with the same credentials, saved as a file.
+// Export: the same filters, fetched with the same credentials, saved as a file. The
+// export endpoint takes the list filters, not a keyword search: with a keyword the file
+// would hold more than the table shows, so nothing is downloaded and the reason is said.
 async function exportAs(format) {
   const filters = { ...tableFilters(false), ...range(), format };
   delete filters.span;
-  delete filters.keyword;
+  if (filters.keyword) {
+    $("#status").textContent = "Export takes the filters, not the keyword search: clear the search to export";
+    return;
+  }
   try {
     const response = await api(base("export"), filters, true);
     const blob = await response.blob();
