@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Database servers for the import tests (the tests start private instances of them).
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# Database servers for the import tests (the tests start private instances of them),
+# installed as root, or through sudo where it needs no password (a CI runner's user).
+as_root=()
+[ "$(id -u)" = 0 ] || as_root=(sudo -n)
+if command -v apt-get >/dev/null && { [ ${#as_root[@]} = 0 ] || sudo -n true 2>/dev/null; }; then
   missing=()
   command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/*/bin/initdb ] 2>/dev/null || missing+=(postgresql)
   command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
@@ -14,8 +17,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} for the import and browser tests"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "${as_root[@]}" apt-get update -qq >/dev/null
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
 

@@ -50,7 +50,8 @@ def create_app(
 ) -> web.Application:
     """``store`` lets tests hand in an engine they opened; else one is opened on start.
     ``clock`` (Unix seconds, default the wall clock) is what "now" means to stats,
-    history deletes and retention; tests hand in a fixed one."""
+    history deletes, retention and the token lookup's rate windows; tests hand in a
+    fixed one."""
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=settings.max_body_bytes,
@@ -61,7 +62,10 @@ def create_app(
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
     app[TOKEN_LIMITER] = RateLimiter(
-        settings.token_lookup_rate, trusted=parse_networks(settings.trusted_proxies)
+        settings.token_lookup_rate,
+        # a fixed clock in tests: a burst never straddles two of its minute windows
+        clock=clock or time.monotonic,
+        trusted=parse_networks(settings.trusted_proxies),
     )
     app[IDS] = NodeIds(lambda: app[STORE])
     app[CLOCK] = clock or time.time

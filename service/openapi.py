@@ -84,6 +84,8 @@ def _ingest_field(field: Field) -> Schema:
 
 # ASCII whitespace, as service.tokenhash.KEY_SPACE trims it
 _KEY_SPACE = "[ \\t\\n\\r\\f\\v]"
+_KEY_CHAR = "[^ \\t\\n\\r\\f\\v]"
+_KEY_CHAR_NOT_S = "[^s \\t\\n\\r\\f\\v]"
 
 
 def _token_row(settings: Settings) -> Schema:
@@ -96,7 +98,12 @@ def _token_row(settings: Settings) -> Schema:
     minimum = settings.ingest_min_token_key_chars
     key = {
         **row["properties"]["key"],
-        "pattern": f"^(?!{_KEY_SPACE}*(sk-)?{_KEY_SPACE}*$)",
+        # not blank once trimmed and without sk-, written without a lookahead so that
+        # generators (schemathesis) can draw keys from it: after the leading space, a
+        # first character other than s, or an s that does not begin "sk-" followed by
+        # only space
+        "pattern": f"^{_KEY_SPACE}*({_KEY_CHAR_NOT_S}|s([^k]|$)|sk([^-]|$)|sk-{_KEY_SPACE}*"
+        f"{_KEY_CHAR})",
         "minLength": minimum,
         "description": f"at least {minimum} characters besides the 'sk-' prefix and "
         "surrounding whitespace",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,17 @@ from service.store import ChdbStore, HttpStore, Store
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 HTTP_PASSWORD = "gatelog-test-password"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One fuzzing seed per run (tests/test_fuzz.py), unless one is given to repeat a run;
+    # xdist's workers start after this and inherit it with the environment.
+    os.environ.setdefault("GATELOG_FUZZ_SEED", str(random.SystemRandom().randrange(1, 2**32)))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = os.environ["GATELOG_FUZZ_SEED"]
+    return f"fuzz seed: {seed} (GATELOG_FUZZ_SEED={seed} repeats the fuzzing's inputs)"
 
 
 @pytest.fixture(scope="session")
@@ -84,24 +97,42 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-ADMIN = bearer(make_token(1, ROLE_ADMIN, "root"))
-WRITER = bearer(make_token(0, ROLE_USER, "gateway", scope="logs:write"))
+# Headers of each caller, one dict per caller. Modules take them at import (collection),
+# which in a long run is more than a token's hour before their tests: the autouse
+# fixture below signs every caller's token again before each test, in place.
+_CALLERS: dict[tuple[int, int, str | None, str | None], dict[str, str]] = {}
+
+
+def caller_headers(
+    user_id: int, role: int, username: str | None = None, scope: str | None = None
+) -> dict[str, str]:
+    caller = (user_id, role, username, scope)
+    if caller not in _CALLERS:
+        _CALLERS[caller] = bearer(make_token(user_id, role, username, scope))
+    return _CALLERS[caller]
+
+
+@pytest.fixture(autouse=True)
+def fresh_tokens() -> None:
+    """Every caller's token signed now, for this test (valid for its hour)."""
+    for (user_id, role, username, scope), headers in _CALLERS.items():
+        headers.update(bearer(make_token(user_id, role, username, scope)))
+
+
+ADMIN = caller_headers(1, ROLE_ADMIN, "root")
+WRITER = caller_headers(0, ROLE_USER, "gateway", scope="logs:write")
 
 
 def user_headers(user_id: int) -> dict[str, str]:
-    return bearer(make_token(user_id, ROLE_USER))
+    return caller_headers(user_id, ROLE_USER)
 
 
-@pytest.fixture(params=["embedded", "http"])
-def backend_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def backend(backend_kind: str, store: ChdbStore) -> AsyncIterator[Store]:
-    """The engine through each backend: chDB in-process, and clickhouse-connect's async
-    HTTP client talking to a ClickHouse HTTP interface served over the same chDB data."""
-    if backend_kind == "embedded":
+@asynccontextmanager
+async def open_backend(kind: str, store: ChdbStore) -> AsyncIterator[Store]:
+    """The engine through one backend: ``embedded`` is chDB in-process, ``http``
+    clickhouse-connect's async HTTP client talking to a ClickHouse HTTP interface served
+    over the same chDB data (tests/support/chhttp.py)."""
+    if kind == "embedded":
         yield store
         return
     from tests.support.chhttp import DEPLOY_USERS, ClickHouseHTTPServer, users_from_xml
@@ -122,6 +153,21 @@ async def backend(backend_kind: str, store: ChdbStore) -> AsyncIterator[Store]:
     assert users["gatelog"].denied == [], "statements the deployed grants refuse"
 
 
+BACKENDS = ("embedded", "http")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def backend(backend_kind: str, store: ChdbStore) -> AsyncIterator[Store]:
+    """The engine through each backend (see :func:`open_backend`)."""
+    async with open_backend(backend_kind, store) as opened:
+        yield opened
+
+
 @pytest.fixture
 async def client(backend: Store, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     """A client of the real app, once per backend."""
@@ -133,15 +179,28 @@ async def client(backend: Store, settings: Settings) -> AsyncIterator[TestClient
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+def held_clock() -> Callable[[], float]:
+    """The wall clock's reading now, held: an app's "now" for a test whose answers must
+    not change as time passes (a rate limit's minute window, a default range), while
+    rows made relative to the wall clock stay recent to it."""
+    now = time.time()
+    return lambda: now
+
+
 @pytest.fixture
 async def make_client(store: ChdbStore, settings: Settings) -> AsyncIterator[ClientFactory]:
-    """A client of an app with changed settings: ``await make_client(token_lookup_rate=3)``."""
+    """A client of an app with changed settings: ``await make_client(token_lookup_rate=3)``
+    (``clock``: the app's fixed "now", see :func:`service.app.create_app`)."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def make(store_override: Store | None = None, **changes: Any) -> TestClient[Any, Any]:
+    async def make(
+        store_override: Store | None = None,
+        clock: Callable[[], float] | None = None,
+        **changes: Any,
+    ) -> TestClient[Any, Any]:
         from dataclasses import replace
 
-        app = create_app(replace(settings, **changes), store=store_override or store)
+        app = create_app(replace(settings, **changes), store=store_override or store, clock=clock)
         test_client = TestClient(TestServer(app))
         await test_client.start_server()
         clients.append(test_client)

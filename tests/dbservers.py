@@ -3,7 +3,8 @@
 Each starts from Debian's binaries in a fresh temporary directory on a free loopback
 port and is removed afterwards. PostgreSQL refuses to run as root, so as root it runs as
 ``nobody``. Without the binaries (a developer machine without root) the tests that need
-a server are skipped with the reason; ``scripts/test.sh`` installs them in CI.
+a server are skipped with the reason, and fail under ``CI``; ``scripts/test.sh``
+installs them.
 """
 
 from __future__ import annotations

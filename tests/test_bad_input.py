@@ -6,11 +6,15 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from service.app import create_app
 from service.keys import SETTINGS
 from service.openapi import document
 from service.ratelimit import RateLimiter
-from tests.conftest import ADMIN, WRITER, user_headers
+from service.settings import Settings
+from service.store import Store
+from tests.conftest import ADMIN, WRITER, held_clock, ingest, log_row, user_headers
 
 LONG = "x" * 300
 
@@ -72,7 +76,7 @@ async def test_wrong_method_is_405_in_the_envelope(client: Any) -> None:
 
 
 async def test_token_lookup_rate_limit_per_ip(make_client: Any) -> None:
-    client = await make_client(token_lookup_rate=3)
+    client = await make_client(token_lookup_rate=3, clock=held_clock())
     statuses = [
         (await client.get("/api/log/token", params={"key": f"k{i}"})).status for i in range(5)
     ]
@@ -104,7 +108,9 @@ def test_rate_limiter_memory_is_bounded() -> None:
 
 
 async def test_burst_from_one_client_does_not_starve_others(make_client: Any) -> None:
-    client = await make_client(token_lookup_rate=5, trusted_proxies=("127.0.0.0/8",))
+    client = await make_client(
+        token_lookup_rate=5, trusted_proxies=("127.0.0.0/8",), clock=held_clock()
+    )
 
     async def lookup(ip: str) -> int:
         headers = {"X-Forwarded-For": f"{ip}, 127.0.0.2"}
@@ -147,26 +153,39 @@ async def test_a_parameter_given_twice_is_refused(client: Any, path: str, name: 
     assert body["message"] == f"invalid parameter '{name}': given more than once"
 
 
-async def test_empty_optional_parameters_count_as_not_given(client: Any) -> None:
-    doc = document(client.app[SETTINGS])
-    parameters = doc["components"]["parameters"]
-    served = {(route.method, route.resource.canonical) for route in client.app.router.routes()}
-    checked = 0
-    for path, item in doc["paths"].items():
-        get = item.get("get")
-        if get is None or ("GET", path) not in served or not path.startswith("/api/log"):
-            continue
-        names = [parameters[ref["$ref"].rsplit("/", 1)[1]] for ref in get["parameters"]]
-        optional = [p["name"] for p in names if not p["required"]]
-        assert all(p.get("allowEmptyValue") for p in names if not p["required"])
-        params = {name: "" for name in optional}
-        if path == "/api/log/token":
-            params["key"] = "sk-unknown"
-        headers = user_headers(3) if "/self" in path else ADMIN
-        response = await client.get(path, params=params, headers=headers)
-        assert response.status == (404 if path == "/api/log/token" else 200), path
-        checked += 1
-    assert checked >= 5
+async def test_empty_optional_parameters_count_as_not_given(
+    backend: Store, settings: Settings
+) -> None:
+    """Every optional parameter sent empty: the same answer (status and body) as not
+    sending it, not merely a status that is not a 400."""
+    # A held clock: a default range (stat, series) is the same for both requests.
+    app = create_app(settings, store=backend, clock=held_clock())
+    async with TestClient(TestServer(app)) as client:
+        rows = [log_row(user_id=3, token_id=5, type=t) for t in (1, 2, 2, 5)]
+        await ingest(client, rows)
+        token = [{"id": 5, "key": "sk-empty-params", "name": "t", "user_id": 3, "status": 1}]
+        assert (await client.post("/api/internal/tokens", json=token, headers=WRITER)).ok
+        doc = document(client.app[SETTINGS])
+        parameters = doc["components"]["parameters"]
+        served = {(r.method, r.resource.canonical) for r in client.app.router.routes()}
+        checked = 0
+        for path, item in doc["paths"].items():
+            get = item.get("get")
+            if get is None or ("GET", path) not in served or not path.startswith("/api/log"):
+                continue
+            names = [parameters[ref["$ref"].rsplit("/", 1)[1]] for ref in get["parameters"]]
+            optional = [p["name"] for p in names if not p["required"]]
+            assert all(p.get("allowEmptyValue") for p in names if not p["required"])
+            needed = {"key": "sk-empty-params"} if path == "/api/log/token" else {}
+            headers = user_headers(3) if "/self" in path else ADMIN
+            empty = await client.get(
+                path, params={**dict.fromkeys(optional, ""), **needed}, headers=headers
+            )
+            absent = await client.get(path, params=needed, headers=headers)
+            assert empty.status == absent.status == 200, (path, await empty.text())
+            assert await empty.text() == await absent.text(), path
+            checked += 1
+        assert checked >= 5
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,17 @@ FLAGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 USER_ID = 2
-USER_TOKEN = make_token(USER_ID, username="carol")
-ADMIN_TOKEN = make_token(1, ROLE_ADMIN, "root")
+
+
+# Signed when a test asks (not at collection, which may be an hour before it runs).
+def user_token() -> str:
+    return make_token(USER_ID, username="carol")
+
+
+def admin_token() -> str:
+    return make_token(1, ROLE_ADMIN, "root")
+
+
 CHARTS_ALL = ("chart-usage", "chart-latency", "chart-ttft")
 CHARTS_ADMIN = ("chart-errors", "chart-users", "chart-tokens")
 ADMIN_ONLY_FIELDS = ("channel_id", "channel_name")
@@ -210,24 +219,24 @@ def table(page: Any) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def test_admin_sees_the_site(page: Any, live: Live) -> None:
-    sign_in(page, live, ADMIN_TOKEN)
+    sign_in(page, live, admin_token())
     assert page.evaluate("document.body.dataset.view") == "admin"
     shown, span = figures(page)
-    assert shown == stat_figures(live.get("/api/log/stat", span, ADMIN_TOKEN))
+    assert shown == stat_figures(live.get("/api/log/stat", span, admin_token()))
     assert shown["requests"] > 0 and shown["rpm"] > 0  # the data reached the page
     for chart in CHARTS_ALL + CHARTS_ADMIN:
         assert chart_points(page, chart) > 0, chart
 
     head, rows = table(page)
     assert set(ADMIN_ONLY_FIELDS) <= set(head)
-    expected = live.get("/api/log/", {**span, "page_size": 20}, ADMIN_TOKEN)
+    expected = live.get("/api/log/", {**span, "page_size": 20}, admin_token())
     assert len(rows) == 20 and page.eval_on_selector("#log-table", "e => e.dataset.total") == str(
         expected["total"]
     )
     assert [r["id"] for r in rows] == [str(item["id"]) for item in expected["items"]]
     page.click("#next")
     page.wait_for_function("document.getElementById('log-table').dataset.page === '2'")
-    second = live.get("/api/log/", {**span, "page_size": 20, "p": 2}, ADMIN_TOKEN)
+    second = live.get("/api/log/", {**span, "page_size": 20, "p": 2}, admin_token())
     _, rows = table(page)
     assert [r["id"] for r in rows] == [str(item["id"]) for item in second["items"]]
 
@@ -269,10 +278,10 @@ def test_admin_sees_the_site(page: Any, live: Live) -> None:
 
 
 def test_user_sees_only_their_own(page: Any, live: Live) -> None:
-    sign_in(page, live, USER_TOKEN)
+    sign_in(page, live, user_token())
     assert page.evaluate("document.body.dataset.view") == "user"
     shown, span = figures(page)
-    assert shown == stat_figures(live.get("/api/log/self/stat", span, USER_TOKEN))
+    assert shown == stat_figures(live.get("/api/log/self/stat", span, user_token()))
     mine = [r for r in live.rows if r["user_id"] == USER_ID]
     assert shown["requests"] == sum(1 for r in mine if r["type"] == 2)
     for chart in CHARTS_ALL:
@@ -385,7 +394,7 @@ def test_phone_width_and_a_bad_token(browser: Any, live: Live) -> None:
         page.wait_for_function("document.getElementById('signin-error').textContent !== ''")
         assert page.is_visible("input[name=token]")
         assert page.evaluate("sessionStorage.length") == 0
-        page.fill("input[name=token]", USER_TOKEN)
+        page.fill("input[name=token]", user_token())
         page.click("#signin-form button[type=submit]")
         wait_refreshed(page, 1)
         # nothing wider than the screen but the table's own scroller

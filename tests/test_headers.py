@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN, WRITER, bearer, ingest, log_row, user_headers
+from tests.conftest import ADMIN, WRITER, bearer, held_clock, ingest, log_row, user_headers
 
 TOKEN_KEY = "k" * 48
 
@@ -80,7 +80,7 @@ async def test_ndjson_export_names_its_charset(make_client: Any) -> None:
 async def test_token_route_answers_a_literal_star_never_the_origin(
     make_client: Any, origin: str
 ) -> None:
-    client = await make_client(token_lookup_rate=1)
+    client = await make_client(token_lookup_rate=1, clock=held_clock())
     await _with_token(client)
     ok = await client.get("/api/log/token", params={"key": TOKEN_KEY}, headers={"Origin": origin})
     assert ok.status == 200

@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from service.app import create_app
 from service.store import HttpStore
-from tests.conftest import ADMIN, WRITER, ingest, log_row, user_headers
+from tests.conftest import ADMIN, WRITER, held_clock, ingest, log_row, user_headers
 
 # Documented, not yet in the route table. THE one place that tolerates a difference
 # (the test below fails if a route here is registered, or if a registered route is
@@ -101,7 +101,7 @@ def check(
 
 
 async def test_real_answers_match_the_document(make_client: Any, settings: Any) -> None:
-    client = await make_client(token_lookup_rate=2, max_body_bytes=4096)
+    client = await make_client(token_lookup_rate=2, max_body_bytes=4096, clock=held_clock())
     doc = await fetch_document(client)
     other = '{"model_ratio":15,"admin_info":{"node":"a"}}'
     logs = [log_row(user_id=7, token_id=11, other=other), log_row(user_id=8, token_id=12)]

@@ -59,7 +59,8 @@ def _send(request: web.Request, name: str, cache_seconds: int) -> web.Response:
 
 
 async def root(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/dashboard/")
+    # returned, not raised: the middleware then counts and logs it like any answer
+    return web.Response(status=302, headers={"Location": "/dashboard/"})
 
 
 async def page(request: web.Request) -> web.Response:
