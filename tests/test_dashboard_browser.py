@@ -252,7 +252,7 @@ def test_admin_sees_the_site(page: Any, live: Live) -> None:
     # the figures follow the filters, and still equal the stat endpoint
     shown, span = figures(page)
     filtered = {**span, "model_name": "claude-3", "channel": "2"}
-    assert shown == stat_figures(live.get("/api/log/stat", filtered, ADMIN_TOKEN))
+    assert shown == stat_figures(live.get("/api/log/stat", filtered, admin_token()))
     assert shown["requests"] == sum(1 for r in want if r["type"] == 2)
 
     # export: the file holds what the filters select
@@ -362,7 +362,7 @@ def test_refresh_on_an_interval_without_piling_up(browser: Any, live: Live) -> N
     page.add_init_script(SLOW_SERVICE)
     page.clock.install()
     try:
-        sign_in(page, live, USER_TOKEN)
+        sign_in(page, live, user_token())
         refresh_ms = page.evaluate("REFRESH_MS")
         assert page.evaluate("window.__statCalls") == 2  # the sign-in check, one refresh
         # (a statement, not an expression: evaluate would wait for the promise itself)
@@ -503,7 +503,7 @@ def test_a_series_too_large_is_said_in_its_chart(
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
     try:
-        sign_in(page, small, ADMIN_TOKEN)
+        sign_in(page, small, admin_token())
         for chart in ("chart-users", "chart-tokens", "chart-usage"):
             text = page.eval_on_selector(f"#{chart}", "e => e.textContent")
             assert text.startswith("Not shown: ") and "limit" in text, (chart, text)
@@ -511,7 +511,7 @@ def test_a_series_too_large_is_said_in_its_chart(
         for chart in ("chart-latency", "chart-ttft", "chart-errors"):
             assert chart_points(page, chart) > 0, chart
         shown, span = figures(page)  # (this service's clock moves: rpm/tpm may differ)
-        stat = small.get("/api/log/stat", span, ADMIN_TOKEN)
+        stat = small.get("/api/log/stat", span, admin_token())
         for name in ("quota", "requests", "prompt_tokens", "completion_tokens"):
             assert shown[name] == stat[name], name
         assert "failed" not in page.eval_on_selector("#status", "e => e.textContent")
