@@ -503,6 +503,24 @@ async def insert_window(store: Store, table: pa.Table, token: str) -> None:
         await insert_table(store, "logs", chunk, f"{token}:days{number}")
 
 
+def _close_opened(opening: asyncio.Future[Reader]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
+async def _opened(loop: asyncio.AbstractEventLoop, source: Source) -> Reader:
+    """The source's reader, opened on a worker thread. A caller cancelled meanwhile (a
+    follower stopping with the service) leaves the thread to finish opening it: the
+    reader is then closed as soon as it is open, not left to the garbage collector with
+    its connections."""
+    opening = loop.run_in_executor(None, open_reader, source)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
 async def run_import(
     store: Store,
     source: Source,
@@ -514,8 +532,10 @@ async def run_import(
 ) -> Result:
     """Import ``source`` into ``store``. ``stop_after_batches`` ends early (tests of resume)."""
     loop = asyncio.get_running_loop()
-    reader = await loop.run_in_executor(None, open_reader, source)
+    reader = await _opened(loop, source)
     started = time.perf_counter()
+    # the next window's read, running on a worker thread while the last one is inserted
+    pending: asyncio.Future[pa.Table] | None = None
     try:
         tables = await loop.run_in_executor(None, reader.tables)
         if "logs" not in tables:
@@ -557,7 +577,6 @@ async def run_import(
         bar = progress_bar(int(total or 0), f"import {source.name}", progress)
         logs = 0
         first_id = last_id = 0
-        pending: asyncio.Future[pa.Table] | None = None
         try:
             for number, (lo, hi) in enumerate(windows):
                 if pending is None:
@@ -585,7 +604,11 @@ async def run_import(
             logs, token_count, time.perf_counter() - started, first_id, last_id, resumed_after
         )
     finally:
-        reader.close()
+        if pending is not None and not pending.done():
+            # cancelled while a read still runs on its thread: close when it ends
+            pending.add_done_callback(lambda _: reader.close())
+        else:
+            reader.close()
 
 
 def _id_query(reader: Reader, aggregate: str) -> str:
