@@ -315,39 +315,24 @@ class Window(NamedTuple):
     raw: bool = False
 
 
-def _renamed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
-    """``sql`` with each ``{name:Type}`` placeholder of ``params`` renamed ``{prefix_name:``
-    (placeholder names only; the values stay parameters), so that several windows'
-    statements can share one query."""
-    for name in sorted(params, key=len, reverse=True):
-        sql = sql.replace("{" + name + ":", "{" + prefix + name + ":")
-    return sql, {prefix + name: value for name, value in params.items()}
-
-
 async def totals_of(store: Store, windows: Sequence[Window]) -> list[Totals]:
     """:func:`totals` of several windows at once: one statement per window and table
-    its pieces read, all sent together, each tagged with its window's index and summed
-    per window here. Separate statements rather than one ``UNION ALL``: the engine
+    its pieces read, all sent together, each with its own parameters, and summed per
+    window here. Separate statements rather than one ``UNION ALL``: the engine
     plans a statement's tables one after the other (2-5 ms each), and separate
     statements are planned and run on both cores at once."""
-    selects: list[str] = []
-    params: dict[str, Any] = {}
+    statements: list[tuple[int, str, dict[str, Any]]] = []
     for n, (flt, lo, hi, raw) in enumerate(windows):
         pieces = cover(lo, hi, ()) if raw else plan_pieces(flt, lo, hi)
-        if not pieces:
-            continue
-        own, own_params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
-        for select in own:
-            sql, renamed = _renamed(select, own_params, f"w{n}_")
-            selects.append(sql.replace("SELECT ", f"SELECT {n} AS w, ", 1))
-            params.update(renamed)
+        if pieces:
+            selects, params = _selects(flt, pieces, (_ROLLUP_SUMS, _RAW_SUMS))
+            statements += [(n, select, params) for select in selects]
+    answers = await asyncio.gather(*(store.query(sql, params) for _, sql, params in statements))
     sums = [[0] * len(FIGURES) for _ in windows]
-    answers = await asyncio.gather(*(store.query(sql, params) for sql in selects))
-    for answer in answers:
-        for w, *row in answer.rows:
-            cell = sums[int(w)]
+    for (n, _, _), answer in zip(statements, answers, strict=True):
+        for row in answer.rows:
             for i, value in enumerate(row):
-                cell[i] += int(value)
+                sums[n][i] += int(value)
     return [Totals(*cell) for cell in sums]
 
 
