@@ -33,7 +33,8 @@ The convention, for every table ``T`` created by ``schema/``:
 
 The rendering works on tokens (string literals, quoted names and comments are never
 rewritten) and understands the statement kinds the schema uses: ``CREATE TABLE``,
-``CREATE [MATERIALIZED] VIEW`` and ``ALTER TABLE``; anything else is refused with a
+``CREATE [MATERIALIZED] VIEW``, ``ALTER TABLE`` and ``DROP TABLE`` / ``DROP VIEW`` (a
+sharded table's Distributed and local tables both); anything else is refused with a
 message instead of being run on one node only.
 """
 
@@ -155,8 +156,11 @@ def render_for_cluster(sql: str, cluster: str, tables: Iterable[str] = ()) -> li
         return [_create_view(tokens, cluster, known)]
     if words[:2] == ["ALTER", "TABLE"]:
         return _alter_table(tokens, cluster)
+    if words[:2] in (["DROP", "TABLE"], ["DROP", "VIEW"]):
+        return _drop(sig, cluster, known)
     raise ValueError(
-        "cluster mode renders CREATE TABLE, CREATE [MATERIALIZED] VIEW and ALTER TABLE; "
+        "cluster mode renders CREATE TABLE, CREATE [MATERIALIZED] VIEW, ALTER TABLE and "
+        "DROP TABLE / VIEW; "
         f"this statement starts with {' '.join(words[:3])!r}"
     )
 
@@ -368,6 +372,31 @@ def _create_view(tokens: list[_Token], cluster: str, tables: frozenset[str]) -> 
                 source.text = _ident(source.name + LOCAL_SUFFIX)
             break
     return _text(tokens)
+
+
+def _drop(sig: list[_Token], cluster: str, tables: frozenset[str]) -> list[str]:
+    """``DROP TABLE|VIEW [IF EXISTS] name``: a view ``ON CLUSTER``; a sharded table's
+    Distributed table and then its local table, both ``ON CLUSTER``."""
+    kind = sig[1].upper
+    upper = [t.upper for t in sig]
+    index = 2
+    if_exists = ""
+    if upper[index : index + 2] == ["IF", "EXISTS"]:
+        if_exists, index = "IF EXISTS ", index + 2
+    if index >= len(sig) or sig[index].kind not in ("word", "qid"):
+        raise ValueError(f"expected an object name after DROP {kind}")
+    rest = [t.text for t in sig[index + 1 :] if t.text != ";"]
+    if rest:
+        raise ValueError(
+            f"DROP {kind} {sig[index].name}: cluster mode adds ON CLUSTER itself and renders "
+            f"nothing after the name (found {' '.join(rest)!r})"
+        )
+    name = sig[index].name
+    names = [name]
+    if kind == "TABLE" and name in tables and name not in REPLICATED_EVERYWHERE:
+        names.append(name + LOCAL_SUFFIX)  # the Distributed table first: no reads of
+        # a dropped local table through it in between
+    return [f"DROP {kind} {if_exists}{_ident(n)}{on_cluster(cluster)}" for n in names]
 
 
 def _alter_table(tokens: list[_Token], cluster: str) -> list[str]:

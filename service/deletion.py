@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime
 from .cluster import local_table, on_cluster, system_table
 from .columns import DIMENSIONS
 from .performance import FRT_BUCKET_SQL, PERF_ROLLUP, USE_TIME_SQL
-from .stats import RETIRED, ROLLUP, Rollup
+from .stats import ROLLUP, Rollup
 from .stats import ROLLUPS as READ_LEVELS
 from .store import Store
 from .timesql import window
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 DAY = 86400
 RAW = "logs"
-#: every stats level kept exact by deletes: those read and those retired (still fed)
-LEVELS = (*READ_LEVELS, *RETIRED)
+#: every stats level kept exact by deletes (the day-partitioned day levels 012-015 were
+#: dropped by schema/080-083)
+LEVELS = READ_LEVELS
 #: levels partitioned by month: their whole days are taken out by negated rows
 MONTHLY = tuple(r for r in LEVELS if r.by_month)
 #: every table that holds rows derived from ``logs``; the rollups partitioned by day are

@@ -70,14 +70,6 @@ ROLLUPS: tuple[Rollup, ...] = (
     Rollup("logs_hour_site", "hour", HOUR, _SITE),
     Rollup(ROLLUP, "minute", MINUTE, _EVERY),
 )
-#: day levels partitioned by day (schema/012-015), superseded by the month-partitioned
-#: ones above (schema/019-022: a range of N days reads one or two parts, not N): no longer
-#: read, still fed by their views and kept exact by deletes (service/deletion.py), since
-#: the schema cannot drop them on a cluster (service/cluster.py renders no DROP)
-RETIRED: tuple[Rollup, ...] = (
-    Rollup("logs_day_site", "day", DAY, _SITE),
-    Rollup("logs_day", "day", DAY, _EVERY),
-)
 #: the type a stat or series counts when the request names none (or 0): consumption,
 #: as the gateway's own stat does (it ignores `type` altogether).
 DEFAULT_STAT_TYPE = 2

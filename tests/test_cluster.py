@@ -189,6 +189,22 @@ def test_plain_cluster_names_are_accepted(name: str) -> None:
     assert check_cluster(name) == name
 
 
+def test_a_drop_takes_a_sharded_tables_distributed_and_local_tables() -> None:
+    tables = ["logs", "logs_day"]
+    assert render_for_cluster("-- gone\nDROP TABLE IF EXISTS logs_day\n", CLUSTER, tables) == [
+        f"DROP TABLE IF EXISTS logs_day ON CLUSTER `{CLUSTER}`",
+        f"DROP TABLE IF EXISTS logs_day_local ON CLUSTER `{CLUSTER}`",
+    ]
+    assert render_for_cluster("DROP VIEW logs_day_mv;", CLUSTER, tables) == [
+        f"DROP VIEW logs_day_mv ON CLUSTER `{CLUSTER}`"
+    ]
+    assert render_for_cluster("DROP TABLE IF EXISTS schema_migrations", CLUSTER, tables) == [
+        f"DROP TABLE IF EXISTS schema_migrations ON CLUSTER `{CLUSTER}`"
+    ]
+    with pytest.raises(ValueError, match="nothing after the name"):
+        render_for_cluster("DROP TABLE logs_day SYNC", CLUSTER, tables)
+
+
 @pytest.mark.parametrize(
     ("sql", "problem"),
     [
@@ -233,10 +249,12 @@ def test_the_service_runs_on_an_emulated_cluster(tmp_path: Path) -> None:
     assert [s for s in out["statements"] if s not in ddl] == list(FILLS.values())
     tables = out["tables"]
     for table in ("logs", "tokens", "logs_minute", "logs_perf_minute", "channel_hour",
-                  "logs_hour_site", "logs_day_site", "logs_day", "logs_day_site_m",
-                  "logs_day_m"):  # fmt: skip
+                  "logs_hour_site", "logs_day_site_m", "logs_day_m"):  # fmt: skip
         assert tables[table] == "Distributed"
         assert tables[f"{table}_local"].endswith("MergeTree")
+    # the retired day levels (schema/080-083): views, Distributed and local tables gone
+    for name in ("logs_day_site", "logs_day", "logs_day_site_mv", "logs_day_mv"):
+        assert name not in tables and f"{name}_local" not in tables
     assert tables["logs_minute_mv"] == "MaterializedView"
     assert tables["logs_perf_minute_mv"] == "MaterializedView"
 

@@ -10,7 +10,7 @@ from typing import Any
 from tests.conftest import ADMIN, WRITER, log_row, user_headers
 
 DAY = 86400
-ROLLUPS = ("logs_minute", "logs_hour_site", "logs_day_site", "logs_day")
+ROLLUPS = ("logs_minute", "logs_hour_site", "logs_day_site_m", "logs_day_m")
 
 
 async def figures(store: Any, table: str) -> tuple[int, int, int]:

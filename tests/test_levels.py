@@ -216,10 +216,17 @@ async def test_an_upgrade_copies_the_day_history_into_the_month_partitioned_leve
     store: Any, settings: Any
 ) -> None:
     """A deployment that has rows from before the month-partitioned day levels existed
-    (schema/019-022): applying them copies the day-partitioned levels' history once, and
-    applying the schema again copies nothing more."""
-    from service.migrate import FILLS, migrate
+    (schema/019-022): applying them copies the day-partitioned levels' history once, the
+    retired levels are dropped after (080-083), and applying the schema again changes
+    nothing."""
+    from service.migrate import FILLS, load, migrate
 
+    # the deployment as it was before 019-022: the day-partitioned levels (012-015) and
+    # their views fed by every insert
+    old = {m.version: m.sql for m in load()}
+    for version in ("012_logs_day_site", "013_logs_day_site_mv", "014_logs_day",
+                    "015_logs_day_mv"):  # fmt: skip
+        await store.command(old[version])
     cells = [(1, 1, 5, "gpt-4", 10), (2, 2, 70, "gpt-4o", 20), (1, 2, 4000, "gpt-4o", 30),
              (3, 0, 60, "gpt-4", 40)]  # fmt: skip
     rows = [log_row(user_id=u, created_at=BASE - d * DAY - s, model_name=m, quota=q)
@@ -229,13 +236,16 @@ async def test_an_upgrade_copies_the_day_history_into_the_month_partitioned_leve
         await post_rows(client, rows)
 
     await with_clock_async(store, settings, NOW, body)
-    # the deployment as it was before 019-022: their tables and records gone
+    # ... without the month-partitioned levels, nor anything recorded after them
     versions = ["019_logs_day_site_m", "020_logs_day_site_m_mv", "021_logs_day_m",
                 "022_logs_day_m_mv"]  # fmt: skip
     assert set(FILLS) <= set(versions)
     # the later files that alter those tables (their wide sums) apply again too, or the
-    # session's engine keeps Int64 cells there for every test after this one
-    versions += ["057_logs_day_site_m_wide_sums", "058_logs_day_m_wide_sums"]
+    # session's engine keeps Int64 cells there for every test after this one; and the
+    # files that drop the retired levels
+    versions += ["057_logs_day_site_m_wide_sums", "058_logs_day_m_wide_sums",
+                 "080_logs_day_site_mv_drop", "081_logs_day_mv_drop",
+                 "082_logs_day_site_drop", "083_logs_day_drop"]  # fmt: skip
     for table in ("logs_day_site_m", "logs_day_m"):
         await store.command(f"DROP VIEW IF EXISTS {table}_mv")
         await store.command(f"DROP TABLE IF EXISTS {table}")
@@ -244,10 +254,19 @@ async def test_an_upgrade_copies_the_day_history_into_the_month_partitioned_leve
     )
     assert await migrate(store) == versions
     assert await migrate(store) == []
-    for old, new, dims in [("logs_day_site", "logs_day_site_m", "type, model_name"),
-                           ("logs_day", "logs_day_m", "user_id, type, model_name")]:  # fmt: skip
-        query = (f"SELECT toUInt32(day), {dims}, sum(requests), sum(quota) FROM {{t}} "
-                 "GROUP BY ALL ORDER BY ALL")  # fmt: skip
-        expected = (await store.query(query.replace("{t}", old))).rows
+    left = await store.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN "
+        "('logs_day_site', 'logs_day', 'logs_day_site_mv', 'logs_day_mv')"
+    )
+    assert left.rows == []
+    # the copied history equals the raw rows (a brute-force count of each day's cells)
+    for new, dims in [("logs_day_site_m", "type, model_name"),
+                      ("logs_day_m", "user_id, type, model_name")]:  # fmt: skip
+        expected = (await store.query(
+            f"SELECT toUInt32(toStartOfDay(created_at)), {dims}, count(), sum(quota) "
+            "FROM logs GROUP BY ALL ORDER BY ALL"
+        )).rows  # fmt: skip
         assert len(expected) >= 3
-        assert (await store.query(query.replace("{t}", new))).rows == expected, new
+        query = (f"SELECT toUInt32(day), {dims}, sum(requests), sum(quota) FROM {new} "
+                 "GROUP BY ALL ORDER BY ALL")  # fmt: skip
+        assert (await store.query(query)).rows == expected, new

@@ -75,8 +75,7 @@ async def test_check_names_the_day_and_figures_and_repair_fixes_it(
     assert (DAYS[1], "logs_minute") in by_day and DAYS[0] not in {d.day for d in found}
     # day 2: every rollup, the latency one included, still counts the deleted rows
     assert {t for d, t in by_day if d == DAYS[2]} == {
-        "logs_minute", "logs_perf_minute", "logs_hour_site", "logs_day_site", "logs_day",
-        "logs_day_site_m", "logs_day_m",
+        "logs_minute", "logs_perf_minute", "logs_hour_site", "logs_day_site_m", "logs_day_m",
     }  # fmt: skip
     minute = next(d for d in found if d.day == DAYS[1] and d.table == "logs_minute")
     assert (minute.rollup["quota"], minute.raw["quota"]) == (5, 0) and minute.cells == 1

@@ -376,10 +376,10 @@ async def drop_ingested(store: Any, ctx: Context) -> None:
     # The day levels partitioned by month hold those days beside the data's own: delete
     # their rows (left there, they made every total and the page bounds of the next run
     # count the ingested rows that `logs` no longer has).
-    from service.stats import RETIRED, ROLLUPS
+    from service.stats import ROLLUPS
 
     after = (ctx.end // DAY + 1) * DAY
-    for rollup in (*ROLLUPS, *RETIRED):
+    for rollup in ROLLUPS:
         if rollup.by_month:
             await store.command(
                 f"ALTER TABLE `{rollup.table}` DELETE "
