@@ -204,8 +204,8 @@ async def test_the_deployed_account_has_exactly_its_grants(chdb_path: str) -> No
             await ch.command("ALTER TABLE grants_probe DROP PARTITION ID 'all'")
             for statement in (
                 "TRUNCATE TABLE grants_probe",
-                "DROP TABLE grants_probe",
-                "ALTER TABLE grants_probe ADD COLUMN y UInt8",
+                "ALTER TABLE grants_probe DROP COLUMN x",
+                "ALTER TABLE grants_probe RENAME COLUMN x TO y",
                 "OPTIMIZE TABLE grants_probe FINAL",
                 "SELECT count() FROM default.grants_elsewhere",
                 "CREATE DATABASE other_db",
@@ -217,3 +217,39 @@ async def test_the_deployed_account_has_exactly_its_grants(chdb_path: str) -> No
         finally:
             await ch.close()
     Connection(chdb_path).query("DROP TABLE IF EXISTS gatelog.grants_probe")
+
+
+@pytest.mark.asyncio
+async def test_the_deployed_account_can_apply_the_whole_schema(chdb_path: str) -> None:
+    """The migrator runs as the service's account (the init container, `serve`'s start):
+    every schema file, its ALTERs and DROPs included, is within users.d's grants, and a
+    second run applies nothing."""
+    from service.migrate import load, migrate
+    from service.store import HttpStore
+    from tests.support.chhttp import DEPLOY_USERS, users_from_xml
+
+    admin = Connection(chdb_path)
+    admin.query("DROP DATABASE IF EXISTS gatelog")
+    admin.query("CREATE DATABASE gatelog")
+    users = users_from_xml(DEPLOY_USERS / "gatelog.xml", {"gatelog": "pw"})
+    try:
+        async with ClickHouseHTTPServer(chdb_path, users=users) as srv:
+            http = HttpStore(f"http://gatelog:pw@127.0.0.1:{srv.port}/gatelog", timeout=30.0)
+            try:
+                applied = await migrate(http)
+                assert applied == [m.version for m in load()]
+                assert await migrate(http) == []
+            finally:
+                await http.close()
+        assert users["gatelog"].denied == []
+        # the schema's last files took effect: the retired day levels are gone
+        left = admin.query(
+            "SELECT name FROM system.tables WHERE database = 'gatelog' AND name LIKE 'logs_day%' "
+            "ORDER BY name",
+            "CSV",
+        )
+        assert left.bytes().decode().split() == ['"logs_day_m"', '"logs_day_m_mv"',
+                                                 '"logs_day_site_m"', '"logs_day_site_m_mv"']
+    finally:
+        admin.query("DROP DATABASE IF EXISTS gatelog")
+        admin.query("CREATE DATABASE gatelog")

@@ -404,6 +404,17 @@ def test_clickhouse_user_is_limited_to_the_gatelog_database() -> None:
             "CREATE TABLE",
             "CREATE VIEW",
             "ALTER DELETE",
+            # what schema/ does besides creating (tests/test_chhttp.py applies it all
+            # through these grants)
+            "DROP TABLE",
+            "DROP VIEW",
+            "ALTER MODIFY SETTING",
+            "ALTER ADD COLUMN",
+            "ALTER MODIFY COLUMN",
+            "ALTER ADD INDEX",
+            "ALTER ADD PROJECTION",
+            "ALTER DROP PROJECTION",
+            "ALTER MATERIALIZE PROJECTION",
         }, privileges
     password = ET.parse(USERS_XML).find("users/gatelog/password")
     assert password is not None and not (password.text or "").strip(), "password from env only"

@@ -77,6 +77,13 @@ _PRIVILEGES = [
     # ClickHouse checks DROP PARTITION against ALTER DELETE.
     (re.compile(r"ALTER\s+TABLE\s+\S+(\s+ON\s+CLUSTER\s+\S+)?\s+(DELETE|DROP\s+PARTITION)\b"),
      "ALTER DELETE"),
+    (re.compile(r"DROP\s+TABLE\b"), "DROP TABLE"),
+    (re.compile(r"DROP\s+VIEW\b"), "DROP VIEW"),
+    # other ALTERs by their first command (the schema never mixes kinds in one file)
+    *((re.compile(rf"ALTER\s+TABLE\s+\S+(\s+ON\s+CLUSTER\s+\S+)?\s+{command}\b"),
+       "ALTER " + command.replace("\\s+", " "))
+      for command in (r"MODIFY\s+SETTING", r"ADD\s+COLUMN", r"MODIFY\s+COLUMN", r"ADD\s+INDEX",
+                      r"ADD\s+PROJECTION", r"DROP\s+PROJECTION", r"MATERIALIZE\s+PROJECTION")),
 ]  # fmt: skip
 _TARGET_RE = re.compile(
     r"(?:INTO|TABLE|VIEW|DATABASE|FROM|EXISTS)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
