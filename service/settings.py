@@ -94,6 +94,8 @@ class Settings:
     max_answer_bytes: int = 16 * 1024 * 1024
     max_concurrent_queries: int = 4
     max_concurrent_queries_per_user: int = 2
+    # one caller's share while another caller uses the engine (0: the share above always)
+    contended_queries_per_user: int = 1
     query_queue_timeout_seconds: float = 5.0
     max_queued_queries: int = 256
     max_concurrent_ingests: int = 2

@@ -149,6 +149,47 @@ async def test_a_lane_serves_in_order_and_skips_callers_at_their_share() -> None
     assert lane.held == 0 and not lane.waiters and not lane.by_caller
 
 
+async def test_a_callers_share_shrinks_while_another_caller_uses_the_lane() -> None:
+    """Alone, a caller may hold its full share (2); while another caller holds a slot,
+    waits for one, or released one within the last second, only the contended share (1);
+    a second after the other caller's last release, the full share again."""
+    now = [100.0]
+    lane = Lane("read", capacity=4, per_caller=2, wait_seconds=BOUND, max_queue=10,
+                contended=1, recent_seconds=1.0, clock=lambda: now[0])  # fmt: skip
+    await lane.acquire("heavy")
+    await lane.acquire("heavy")  # alone: two at once
+    assert lane.by_caller["heavy"] == 2
+    lane.release("heavy")
+    lane.release("heavy")
+    await lane.acquire("light")  # another caller holds a slot
+    assert lane.share("heavy") == 1
+    await lane.acquire("heavy")
+    third = asyncio.create_task(lane.acquire("heavy"))  # past the contended share: waits
+    await asyncio.sleep(0)
+    assert len(lane.waiters) == 1 and lane.held == 2  # though two slots are free
+    lane.release("light")  # gone, but seen a moment ago: heavy still at one
+    await asyncio.sleep(0)
+    assert not third.done() and lane.share("heavy") == 1
+    now[0] += 1.5  # a second and a half since light's last slot
+    assert lane.share("heavy") == 2 and not lane.last_seen.get("light")
+    lane.release("heavy")  # a release dispatches: the waiter gets its slot
+    await asyncio.wait_for(third, BOUND)
+    assert lane.by_caller["heavy"] == 1
+    # a waiting caller counts as using the lane too
+    lane.capacity = 1
+    waiting = asyncio.create_task(lane.acquire("light"))
+    await asyncio.sleep(0)
+    assert lane.share("heavy") == 1 and lane.share("light") == 1
+    lane.release("heavy")
+    await asyncio.wait_for(waiting, BOUND)
+    lane.release("light")
+    assert lane.held == 0
+    # 0 turns the contended share off
+    plain = Lane("read", capacity=4, per_caller=2, wait_seconds=BOUND, max_queue=10)
+    await plain.acquire("light")
+    assert plain.share("heavy") == 2
+
+
 async def test_a_lane_refuses_after_its_wait_and_when_its_queue_is_full() -> None:
     from service.gate import CallerBusy, Overloaded
 
