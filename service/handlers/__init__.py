@@ -1,7 +1,11 @@
 """HTTP handlers, one module per resource: parse and validate, call one query function,
 shape the response. A resource that administrators and users both read has one handler
 taking the :class:`Audience`; the route table registers it once per audience
-(:func:`for_audience`)."""
+(:func:`for_audience`).
+
+A handler module serving a domain module of the same name carries the suffix ``_http``
+(``stats_http`` answers the routes of ``service.stats``), so that no two modules of the
+service share a name."""
 
 from __future__ import annotations
 
