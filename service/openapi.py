@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of the service, served at ``/api/openapi.json``.
 
-Built from the same constants the handlers use (field lists, log types, limits from
+Built from the same declarations the handlers use (the column catalogue, each route's
+parameter table in ``service.routeparams``, limits from
 :class:`~service.settings.Settings`), so the bounds it states are the ones enforced.
 The route table (``service.routes``) decides which routes exist; a test compares the
 two, and validates the document and real responses against it.
@@ -11,16 +12,29 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from . import __version__, export, logs, stats
+from . import __version__, logs, stats
 from .columns import LOGS
 from .ingest import LOG_FIELDS, TOKEN_FIELDS, Field
-from .params import DEFAULT_SPAN, FILTER, FILTERS, LOG_TYPES, MAX_PAGE, MAX_TIMESTAMP, Filter
+from .params import LOG_TYPES, Param, ParamTable, zone_names
+from .routeparams import (
+    DELETE,
+    EXPORT,
+    LIST,
+    PARAMETERS,
+    PERFORMANCE,
+    SEARCH,
+    SERIES,
+    STAT,
+    TOKEN_LOOKUP,
+    USAGE,
+)
 from .settings import Settings
-from .usage import zone_names
 
 Schema = dict[str, Any]
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+#: the parameters of a route that takes none
+NONE = ParamTable()
 
 INT: Schema = {"type": "integer"}
 STR: Schema = {"type": "string"}
@@ -38,10 +52,6 @@ _ITEM_TYPES: dict[str, Schema] = {
 STAT_FIELDS = ("quota", "rpm", "tpm", "requests", "prompt_tokens", "completion_tokens")
 MY_STAT_FIELDS = ("total_requests", "total_quota", "today_requests", "today_quota")
 SERIES_FIELDS = stats.FIGURES
-INTERVALS = tuple(stats.INTERVALS)
-GROUP_BY_USER = tuple(stats.GROUP_KEYS_USER)
-GROUP_BY_ADMIN = tuple(stats.GROUP_KEYS_ADMIN)
-EXPORT_FORMATS = tuple(export.FORMATS)
 
 
 def ref(kind: str, name: str) -> Schema:
@@ -120,142 +130,52 @@ def _ingest_row(fields: tuple[Field, ...], description: str) -> Schema:
     }
 
 
-def _filter_schema(f: Filter, settings: Settings) -> Schema:
-    if f.kind == "type":
+def _param_schema(p: Param, settings: Settings) -> Schema:
+    """The schema of a query parameter, from its declaration (``service.routeparams``)."""
+    if p.kind == "type":
         return {"type": "integer", "enum": [0, *LOG_TYPES], "default": 0}
-    if f.kind == "int":
-        return {"type": "integer", "minimum": 0, "maximum": f.maximum}
-    return _text_schema(settings)
+    if p.kind in ("int", "target"):
+        low, high = p.bounds(settings)
+        schema: Schema = {"type": "integer", "minimum": low, "maximum": high}
+    elif p.kind == "text":  # get_str: at most GATELOG_MAX_TEXT_PARAM characters
+        schema = {"type": "string", "maxLength": settings.max_text_param}
+    elif p.kind == "choice":
+        schema = {"type": "string", "enum": list(p.choices)}
+    elif p.kind == "zone":  # its default, a setting, is stated in its description
+        return {"type": "string", "enum": sorted(zone_names())}
+    elif p.kind == "key":  # not blank once trimmed of ASCII whitespace (get_key)
+        return {"type": "string", "minLength": 1, "maxLength": settings.max_text_param,
+                "pattern": "[^ \\t\\r\\n\\f\\v]"}  # fmt: skip
+    else:  # ignored: any text
+        return dict(STR)
+    default = p.default_for(settings)
+    return schema if default is None else {**schema, "default": default}
 
 
-def _text_schema(settings: Settings) -> Schema:
-    """A text parameter (get_str: at most GATELOG_MAX_TEXT_PARAM characters)."""
-    return {"type": "string", "maxLength": settings.max_text_param}
+def _parameter(p: Param, settings: Settings) -> Schema:
+    parameter: Schema = {
+        "name": p.name,
+        "in": "query",
+        "required": p.required,
+        "description": p.describe(settings),
+        "schema": _param_schema(p, settings),
+    }
+    if not p.required:
+        # `?p=&type=` (as gateway front ends send unset filters) means "not given".
+        parameter["allowEmptyValue"] = True
+    return parameter
 
 
 def _parameters(settings: Settings) -> dict[str, Schema]:
-    text = _text_schema(settings)
-
-    def query(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
-        parameter = {
-            "name": name,
-            "in": "query",
-            "required": required,
-            "description": description,
-            "schema": schema,
-        }
-        if not required:
-            # `?p=&type=` (as gateway front ends send unset filters) means "not given".
-            parameter["allowEmptyValue"] = True
-        return parameter
-
-    def page_size(default: int, maximum: int) -> Schema:
-        return query(
-            "page_size",
-            {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
-            "items per page",
-        )
-
-    types = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
-    # the routes' own wording of the type and the time range, with the filters' schemas
-    timestamp = _filter_schema(FILTER["start_timestamp"], settings)
     return {
-        "p": query(
-            "p",
-            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
-            "page, from 1",
-        ),
-        "page_size": page_size(settings.page_size_default, settings.page_size_max),
-        "search_page_size": page_size(settings.search_limit_default, settings.token_page_size_max),
-        "token_page_size": page_size(
-            settings.token_page_size_default, settings.token_page_size_max
-        ),
-        **{f.name: query(f.name, _filter_schema(f, settings), f.description) for f in FILTERS},
-        "stat_type": query(
-            "type",
-            _filter_schema(FILTER["type"], settings),
-            f"which logs count: 0 or missing counts 2 (consume), as the gateway's stat "
-            f"does; any other type counts that type ({types})",
-        ),
-        "series_start": query(
-            "start_timestamp",
-            timestamp,
-            f"first second, inclusive (0 or missing: {DEFAULT_SPAN // 3600} hours before the end)",
-        ),
-        "series_end": query(
-            "end_timestamp",
-            timestamp,
-            "last second, inclusive (0 or missing: now, or the start if that is later)",
-        ),
-        "keyword": query(
-            "keyword",
-            text,
-            "a log type (number or name, e.g. 2 or consume) matches that type; any other "
-            "text matches content or model name, case-insensitively",
-        ),
-        "key": query(
-            "key",
-            {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": settings.max_text_param,
-                "pattern": "[^ \\t\\r\\n\\f\\v]",
-            },
-            "the token's secret key, with or without sk- (surrounding ASCII whitespace is ignored)",
-            required=True,
-        ),  # fmt: skip
+        **{ref: _parameter(p, settings) for ref, p in PARAMETERS.items()},
         "dashboard_asset": {
             "name": "name",
             "in": "path",
             "required": True,
             "schema": {"type": "string", "enum": ["app.js", "app.css", "plotly.min.js"]},
             "description": "the asset's file name",
-        },  # fmt: skip
-        "target_timestamp": query(
-            "target_timestamp",
-            {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
-            "delete every log created before this Unix second; not in the future",
-            required=True,
-        ),
-        "interval": query(
-            "interval",
-            {"type": "string", "enum": list(INTERVALS), "default": stats.DEFAULT_INTERVAL},
-            "bucket width; hours and days are those of `tz` (local midnights and, in zones "
-            f"offset by a half hour, local hours); at most {settings.max_series_buckets} "
-            "buckets over the range, counting one series per group_by value and the total",
-        ),
-        "group_by_user": query(
-            "group_by", {"type": "string", "enum": list(GROUP_BY_USER)}, "one series per value"
-        ),
-        "group_by_admin": query(
-            "group_by", {"type": "string", "enum": list(GROUP_BY_ADMIN)}, "one series per value"
-        ),
-        "tz": query(
-            "tz",
-            {"type": "string", "enum": sorted(zone_names())},
-            "IANA time zone whose hours (and days) the buckets follow; default "
-            "GATELOG_TIME_ZONE (UTC unless set)",
-        ),
-        "data_start": query(
-            "start_timestamp",
-            timestamp,
-            "hours starting at or after this Unix second (0 or missing: "
-            f"{DEFAULT_SPAN // 3600} hours before the end)",
-        ),
-        "data_end": query(
-            "end_timestamp",
-            timestamp,
-            "hours starting at or before this Unix second (missing: now)",
-        ),
-        "data_username": query("username", text, "exact user name: rows per user"),
-        "default_time": query(
-            "default_time", STR, "sent by the gateway's UI and ignored, as the gateway does"
-        ),
-        "format": query(
-            "format",
-            {"type": "string", "enum": list(EXPORT_FORMATS), "default": export.DEFAULT_FORMAT},
-            "csv (text/csv) or ndjson (application/x-ndjson)",
-        ),
+        },
     }
 
 
@@ -359,7 +279,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "one holding end_timestamp (edge buckets count only the part in range); with "
             "group_by, also one series per value, largest first",
             "properties": {
-                "interval": {"type": "string", "enum": list(INTERVALS)},
+                "interval": {"type": "string", "enum": list(stats.INTERVALS)},
                 "start_timestamp": INT,
                 "end_timestamp": INT,
                 "group_by": {"type": ["string", "null"]},
@@ -553,7 +473,7 @@ def _operation(
     op_id: str,
     summary: str,
     tag: str,
-    params: list[str],
+    params: ParamTable,
     ok: Schema,
     errors: tuple[str, ...],
     auth: bool = True,
@@ -564,7 +484,7 @@ def _operation(
         "operationId": op_id,
         "summary": summary,
         "tags": [tag],
-        "parameters": [ref("parameters", name) for name in params],
+        "parameters": [ref("parameters", p.ref) for p in params.params],
         "responses": {
             "200": ok,
             **{status: ref("responses", _ERRORS[status][0]) for status in (*errors, "500")},
@@ -578,18 +498,6 @@ def _operation(
     return operation
 
 
-USER_FILTERS = [f.name for f in FILTERS if not f.admin_only]
-ADMIN_FILTERS = [f.name for f in FILTERS]
-_DIMENSIONS = [f.name for f in FILTERS if f.kind == "text" and not f.admin_only]
-_ADMIN_ONLY = [f.name for f in FILTERS if f.admin_only]
-USER_STAT = ["stat_type", "start_timestamp", "end_timestamp", *_DIMENSIONS]
-ADMIN_STAT = [*USER_STAT, *_ADMIN_ONLY]
-USER_SERIES = ["interval", "group_by_user", "stat_type", "series_start", "series_end", "tz"]
-USER_SERIES += _DIMENSIONS
-ADMIN_SERIES = ["interval", "group_by_admin", "stat_type", "series_start", "series_end", "tz"]
-ADMIN_SERIES += [*_DIMENSIONS, *_ADMIN_ONLY]
-USER_PERFORMANCE = ["type", "start_timestamp", "end_timestamp", *_DIMENSIONS, "group_by_user"]
-ADMIN_PERFORMANCE = [*USER_PERFORMANCE[:-1], *_ADMIN_ONLY, "group_by_admin"]
 # 429: the caller's own share of the engine stayed full (GATELOG_MAX_CONCURRENT_QUERIES_PER_USER)
 READ_ERRORS = ("400", "401", "403", "429", "503")
 
@@ -601,8 +509,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
     user_items = {"type": "array", "items": ref("schemas", "UserLogItem")}
     series = ref("schemas", "Series")
 
-    def export(op_id: str, summary: str, filters: list[str]) -> Schema:
-        operation = _operation(op_id, summary, "logs", ["format", *filters], {}, READ_ERRORS)
+    def export(op_id: str, summary: str, params: ParamTable) -> Schema:
+        operation = _operation(op_id, summary, "logs", params, {}, READ_ERRORS)
         operation["responses"]["200"] = {
             "description": "every matching log, newest first, streamed",
             "headers": {
@@ -646,7 +554,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             op_id,
             summary,
             "ingest",
-            [],
+            NONE,
             _ok({"type": "integer", "minimum": 1}, f"the number of {rows} stored"),
             ("400", "401", "403", "413", "503"),
             body=body,
@@ -659,19 +567,19 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/": {
             "get": _operation(
                 "listLogs", "All logs, newest first, one page (admin)", "logs",
-                ["p", "page_size", *ADMIN_FILTERS], _ok(admin_page, "one page and the total"),
+                LIST.admin, _ok(admin_page, "one page and the total"),
                 READ_ERRORS,
             ),
             "delete": _operation(
                 "deleteLogs", "Delete every log before a time (admin)", "logs",
-                ["target_timestamp"], _ok({"type": "integer", "minimum": 0}, "logs deleted"),
+                DELETE, _ok({"type": "integer", "minimum": 0}, "logs deleted"),
                 READ_ERRORS,
             ),
         },
         "/api/log/future": {
             "delete": _operation(
                 "deleteFutureLogs", "Delete every log dated after now + the clock skew (admin)",
-                "logs", [], _ok({"type": "integer", "minimum": 0}, "logs deleted"),
+                "logs", NONE, _ok({"type": "integer", "minimum": 0}, "logs deleted"),
                 ("401", "403", "503"),
                 description="Removes logs whose created_at is later than ingest accepts "
                 "(now + GATELOG_INGEST_CLOCK_SKEW_SECONDS), stored before that bound; the "
@@ -681,7 +589,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/self": {
             "get": _operation(
                 "listMyLogs", "My logs, newest first, one page", "logs",
-                ["p", "page_size", "keyword", *USER_FILTERS],
+                LIST.user,
                 _ok(user_page, "one page and the total"),
                 READ_ERRORS,
             )
@@ -689,21 +597,21 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/search": {
             "get": _operation(
                 "searchLogs", "Search all logs (admin)", "logs",
-                ["keyword", "p", "search_page_size", *ADMIN_FILTERS],
+                SEARCH.admin,
                 _ok(admin_items, "matching logs, newest first"), READ_ERRORS,
             )
         },
         "/api/log/self/search": {
             "get": _operation(
                 "searchMyLogs", "Search my logs", "logs",
-                ["keyword", "p", "search_page_size", *USER_FILTERS],
+                SEARCH.user,
                 _ok(user_items, "matching logs, newest first"), READ_ERRORS,
             )
         },
         "/api/log/token": {
             "get": _operation(
                 "tokenLogs", "The logs of the token whose key is given (public, CORS)", "logs",
-                ["key", "p", "token_page_size"],
+                TOKEN_LOOKUP,
                 _ok({"type": "array", "items": ref("schemas", "TokenLogItem")},
                     "the token's logs, newest first"),
                 ("400", "404", "429", "503"), auth=False,
@@ -715,39 +623,39 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/log/stat": {
             "get": _operation(
                 "logStat", "Quota, requests and tokens, with RPM/TPM (admin)", "stats",
-                ADMIN_STAT, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
+                STAT.admin, _ok(ref("schemas", "Stat"), "the statistics"), READ_ERRORS,
             )
         },
         "/api/log/self/stat": {
             "get": _operation(
                 "myLogStat", "My quota, requests and tokens, with RPM/TPM", "stats",
-                [*USER_STAT, "tz"], _ok(ref("schemas", "MyStat"), "the statistics"),
+                STAT.user, _ok(ref("schemas", "MyStat"), "the statistics"),
                 READ_ERRORS,
             )
         },
         "/api/log/series": {
             "get": _operation(
-                "logSeries", "Usage over time in buckets (admin)", "stats", ADMIN_SERIES,
+                "logSeries", "Usage over time in buckets (admin)", "stats", SERIES.admin,
                 _ok(series, "buckets in time order"), READ_ERRORS,
             )
         },
         "/api/log/self/series": {
             "get": _operation(
-                "myLogSeries", "My usage over time in buckets", "stats", USER_SERIES,
+                "myLogSeries", "My usage over time in buckets", "stats", SERIES.user,
                 _ok(series, "buckets in time order"), READ_ERRORS,
             )
         },
         "/api/log/performance": {
             "get": _operation(
                 "logPerformance", "Latency percentiles and error rates (admin)", "stats",
-                ADMIN_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                PERFORMANCE.admin, _ok(ref("schemas", "Performance"), "the figures"),
                 READ_ERRORS,
             )
         },
         "/api/log/self/performance": {
             "get": _operation(
                 "myLogPerformance", "My latency percentiles and error rates", "stats",
-                USER_PERFORMANCE, _ok(ref("schemas", "Performance"), "the figures"),
+                PERFORMANCE.user, _ok(ref("schemas", "Performance"), "the figures"),
                 READ_ERRORS,
             )
         },
@@ -755,7 +663,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             path: {
                 "get": _operation(
                     op_id, "Hourly usage per model for the gateway dashboard (admin)",
-                    "stats", ["data_start", "data_end", "data_username", "tz", "default_time"],
+                    "stats", USAGE.admin,
                     _ok({"type": "array", "items": {"anyOf": [
                         ref("schemas", "UsageRow"), ref("schemas", "UsageUserRow")]}},
                         "rows per hour and model, summed over users (per user with "
@@ -769,12 +677,12 @@ def _paths() -> dict[str, dict[str, Schema]]:
             path: {
                 "get": _operation(
                     op_id, "My hourly usage per model for the gateway dashboard", "stats",
-                    ["data_start", "data_end", "tz", "default_time"],
+                    USAGE.user,
                     _ok({"type": "array", "items": ref("schemas", "UsageUserRow")},
                         "rows per hour and model"),
                     READ_ERRORS,
-                    description="A range over 30 days is a 400 with the gateway's message "
-                    "时间跨度不能超过 1 个月.",
+                    description=f"A range over {USAGE.user.max_span // 86400} days is a 400 "
+                    f"with the gateway's message {USAGE.user.span_message}.",
                 )
             }
             for path, op_id in (
@@ -782,8 +690,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
             )
         },
         **_dashboard_paths(),
-        "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", ADMIN_FILTERS)},
-        "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", USER_FILTERS)},
+        "/api/log/export": {"get": export("exportLogs", "Export logs (admin)", EXPORT.admin)},
+        "/api/log/self/export": {"get": export("exportMyLogs", "Export my logs", EXPORT.user)},
         "/api/internal/logs": {
             "post": ingest("ingestLogs", "Store a batch of logs", "LogBatch", "logs")
         },
@@ -792,14 +700,14 @@ def _paths() -> dict[str, dict[str, Schema]]:
         },
         "/healthz": {
             "get": _operation(
-                "healthz", "Liveness: the process answers", "operations", [],
+                "healthz", "Liveness: the process answers", "operations", NONE,
                 _ok({**probe, "const": "ok"}, "alive"), (), auth=False,
             )
         },
         "/readyz": {
             "get": _operation(
                 "readyz", "Readiness: the engine answers and the schema is applied",
-                "operations", [], _ok({**probe, "const": "ready"}, "ready"), ("503",),
+                "operations", NONE, _ok({**probe, "const": "ready"}, "ready"), ("503",),
                 auth=False,
             )
         },

@@ -6,9 +6,12 @@ only into the parameter dict. A parameter that does not parse is a 400 that name
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
+from zoneinfo import available_timezones
 
 from .columns import LOG_COLUMNS, LOGS
 from .errors import BadRequest, InvalidParameter
@@ -141,11 +144,24 @@ class Page:
         return (self.page - 1) * self.size
 
 
-def get_page(query: Mapping[str, str], default_size: int, max_size: int) -> Page:
-    page = get_int(query, "p", 1, minimum=1, maximum=MAX_PAGE)
-    size = get_int(query, "page_size", default_size, minimum=1, maximum=max_size)
-    assert page is not None and size is not None
-    return Page(page, size)
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The IANA zones accepted as ``tz`` (the system's tz database; each is known to the
+    engine's own copy too)."""
+    return frozenset(available_timezones())
+
+
+def get_zone(query: Mapping[str, str], name: str, default: str) -> str:
+    """The IANA zone the parameter names (surrounding spaces ignored), or ``default``."""
+    raw = get_raw(query, name)
+    if raw is None or raw.strip() == "":
+        return default
+    zone = raw.strip()
+    if zone not in zone_names():
+        raise InvalidParameter(
+            name, f"unknown time zone {zone[:40]!r}; use an IANA name such as Asia/Shanghai"
+        )
+    return zone
 
 
 def get_type(query: Mapping[str, str], name: str = "type") -> int | None:
@@ -209,75 +225,141 @@ class LogFilter:
 
 
 @dataclass(frozen=True)
-class Filter:
-    """A filter parameter of the log routes: :func:`parse_filter` reads it into the
-    :class:`LogFilter` attribute ``attr``, and the OpenAPI document states it from here."""
+class Setting:
+    """A bound or default that is a setting: the :class:`Settings` attribute ``name``."""
 
     name: str
-    attr: str
-    #: ``type`` (a log type, 0: all), ``int`` (0: unbounded or all) or ``text``
+
+
+def _resolve(value: Any, settings: Settings) -> Any:
+    return getattr(settings, value.name) if isinstance(value, Setting) else value
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter: how a route reads it (:meth:`read`) and how the OpenAPI document
+    states it (``service.openapi`` renders every field but ``attr``).
+
+    ``kind`` is one of
+
+    - ``type``: a log type (0: all),
+    - ``int``: ASCII digits within ``[minimum, maximum]``, ``default`` when absent,
+    - ``text``: at most ``GATELOG_MAX_TEXT_PARAM`` characters,
+    - ``choice``: one of ``choices``, ``default`` when absent,
+    - ``zone``: an IANA time zone, ``default`` when absent,
+    - ``key``: the token lookup's key (:func:`get_key`; it may come in ``Authorization``),
+    - ``target``: a history delete's ``target_timestamp`` (:func:`get_target`),
+    - ``ignored``: sent by the gateway's UI and never read.
+
+    A filter (``attr``: the :class:`LogFilter` attribute it sets) reads 0 as "not given",
+    as on every route. A bound or default may be a :class:`Setting`, and the description
+    may name a setting as ``{settings.max_series_buckets}``. ``key`` is the parameter's
+    name among the document's parameters when two routes word the same ``name`` apart.
+    """
+
+    name: str
     kind: str
     description: str
-    maximum: int = 0
+    attr: str = ""
+    minimum: int = 0
+    maximum: int | Setting = 0
+    default: int | str | Setting | None = None
+    choices: tuple[str, ...] = ()
     admin_only: bool = False
+    required: bool = False
+    key: str = ""
 
-    def parse(self, query: Mapping[str, str], settings: Settings) -> int | str | None:
+    @property
+    def ref(self) -> str:
+        """Its name among the document's parameters."""
+        return self.key or self.name
+
+    def bounds(self, settings: Settings) -> tuple[int, int]:
+        return self.minimum, _resolve(self.maximum, settings)
+
+    def default_for(self, settings: Settings) -> Any:
+        return _resolve(self.default, settings)
+
+    def describe(self, settings: Settings) -> str:
+        return self.description.format(settings=settings)
+
+    def read(
+        self,
+        query: Mapping[str, str],
+        settings: Settings,
+        clock: Callable[[], float],
+        authorization: str,
+    ) -> Any:
+        """The parameter's value in ``query``, or a 400 that names it."""
         if self.kind == "type":
             return get_type(query, self.name)
         if self.kind == "int":
-            return self.number(query)
-        return get_str(query, self.name, settings)
+            low, high = self.bounds(settings)
+            value = get_int(query, self.name, self.default_for(settings), minimum=low, maximum=high)
+            return (value or None) if self.attr else value
+        if self.kind == "text":
+            return get_str(query, self.name, settings)
+        if self.kind == "choice":
+            return get_choice(query, self.name, self.choices, settings, self.default_for(settings))
+        if self.kind == "zone":
+            return get_zone(query, self.name, self.default_for(settings))
+        if self.kind == "key":
+            return get_key(query, authorization, settings)
+        if self.kind == "target":
+            return get_target(query, clock())
+        if self.kind == "ignored":
+            return None
+        raise ValueError(f"parameter {self.name}: unknown kind {self.kind!r}")
 
-    def number(self, query: Mapping[str, str]) -> int | None:
-        """An ``int`` filter's value; 0 is "not given", as on every route."""
-        return get_int(query, self.name, 0, minimum=0, maximum=self.maximum) or None
 
-
-_TYPES = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
+#: the log types as the document lists them
+TYPE_NAMES = ", ".join(f"{n} {names[0]}" for n, names in LOG_TYPES.items())
 #: the filters every log route takes, in the document's order (users' first)
-FILTERS: tuple[Filter, ...] = (
-    Filter("type", "type", "type", f"log type as the gateway numbers them: 0 all, {_TYPES}"),
-    Filter(
+FILTERS: tuple[Param, ...] = (
+    Param(
+        "type", "type", f"log type as the gateway numbers them: 0 all, {TYPE_NAMES}", attr="type"
+    ),
+    Param(
         "start_timestamp",
-        "start",
         "int",
         "from this Unix second, inclusive (0: unbounded); not after end_timestamp",
-        MAX_TIMESTAMP,
+        attr="start",
+        maximum=MAX_TIMESTAMP,
     ),
-    Filter(
+    Param(
         "end_timestamp",
-        "end",
         "int",
         "up to this Unix second, inclusive (0: unbounded)",
-        MAX_TIMESTAMP,
+        attr="end",
+        maximum=MAX_TIMESTAMP,
     ),
-    Filter("token_name", "token_name", "text", "exact token name"),
-    Filter(
-        "model_name",
+    Param("token_name", "text", "exact token name", attr="token_name"),
+    Param(
         "model_name",
         "text",
         "exact model name; a value containing % is a LIKE pattern (_ one character, "
         "a backslash escapes %, _ or a backslash and is otherwise itself)",
+        attr="model_name",
     ),
-    Filter("group", "group", "text", "exact group"),
-    Filter("request_id", "request_id", "text", "exact request id"),
-    Filter(
-        "upstream_request_id",
+    Param("group", "text", "exact group", attr="group"),
+    Param("request_id", "text", "exact request id", attr="request_id"),
+    Param(
         "upstream_request_id",
         "text",
         "exact request id of the upstream provider",
+        attr="upstream_request_id",
     ),
-    Filter("username", "username", "text", "exact user name (admin only)", admin_only=True),
-    Filter(
-        "channel",
+    Param("username", "text", "exact user name (admin only)", attr="username", admin_only=True),
+    Param(
         "channel",
         "int",
         "channel id, 0: all (admin only)",
-        MAX_CHANNEL,
+        attr="channel",
+        maximum=MAX_CHANNEL,
         admin_only=True,
     ),
 )
-FILTER: dict[str, Filter] = {f.name: f for f in FILTERS}
+FILTER: dict[str, Param] = {f.name: f for f in FILTERS}
 _COLUMN_OF = {c.dimension or c.name: c for c in LOGS}
 #: the filters that match a column's value (all but the type and the time range), in the
 #: order of LogFilter's fields, each with its column (``channel`` is ``channel_id``)
@@ -320,16 +402,75 @@ def get_target(query: Mapping[str, str], now: float) -> int:
     return target
 
 
-def parse_filter(
-    query: Mapping[str, str], settings: Settings, *, admin: bool, user_id: int | None = None
-) -> LogFilter:
-    """The list/stat filters (:data:`FILTERS`); the admin-only ones only for admins. The
-    time range is read and checked first. ``user_id`` scopes the filter to one user."""
-    wanted = [f for f in FILTERS if admin or not f.admin_only]
-    times: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr in _TIME}
-    check_range(times["start"], times["end"])
-    rest: dict[str, Any] = {f.attr: f.parse(query, settings) for f in wanted if f.attr not in _TIME}
-    return LogFilter(**times, **rest, user_id=user_id)
+@dataclass(frozen=True)
+class Args:
+    """A request's parameters as its route read them: the log filter (the filters and
+    the time range) and every other parameter's value by its name."""
+
+    filter: LogFilter
+    values: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def page(self) -> Page:
+        return Page(self["p"], self["page_size"])
+
+
+@dataclass(frozen=True)
+class ParamTable:
+    """The query parameters one route takes, in the order the document lists them, and
+    its rules on the time range; :meth:`parse` reads them all. The time range comes
+    first (checked, then filled and bounded where the route says so), then the other
+    filters, then the rest in this order; the first that does not parse is the 400."""
+
+    params: tuple[Param, ...] = ()
+    #: a range without ends covers the :data:`DEFAULT_SPAN` before now (:func:`filled_range`)
+    fill_range: bool = False
+    #: the longest filled range the route answers (0: any), refused with ``span_message``
+    max_span: int = 0
+    span_message: str = ""
+
+    def parse(
+        self,
+        query: Mapping[str, str],
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        authorization: str = "",
+        user_id: int | None = None,
+    ) -> Args:
+        """The request's parameters; ``user_id`` scopes the filter to one user's logs."""
+
+        def read(params: Iterable[Param]) -> dict[str, Any]:
+            return {p.attr or p.name: p.read(query, settings, clock, authorization) for p in params}
+
+        times = read(p for p in self.params if p.attr in _TIME)
+        start, end = times.get("start"), times.get("end")
+        check_range(start, end)
+        if self.fill_range:
+            start, end = filled_range(start, end, clock())
+            if self.max_span and end - start > self.max_span:
+                raise BadRequest(self.span_message)
+        filters = read(p for p in self.params if p.attr and p.attr not in _TIME)
+        values = read(p for p in self.params if not p.attr)
+        return Args(LogFilter(start=start, end=end, **filters, user_id=user_id), values)
+
+
+@dataclass(frozen=True)
+class ByAudience:
+    """The parameter tables of a resource's admin route and of its users' route."""
+
+    admin: ParamTable
+    user: ParamTable
+
+    def of(self, admin: bool) -> ParamTable:
+        return self.admin if admin else self.user
+
+    @property
+    def tables(self) -> tuple[ParamTable, ParamTable]:
+        return self.admin, self.user
 
 
 def like_pattern(pattern: str) -> str:

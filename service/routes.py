@@ -11,14 +11,14 @@ from .handlers import (
     SELF,
     Audience,
     dashboard,
-    export,
+    export_http,
     for_audience,
     history,
-    ingest,
-    logs,
+    ingest_http,
+    logs_http,
     ops,
-    stats,
-    usage,
+    stats_http,
+    usage_http,
 )
 from .headers import TOKEN_PATH, preflight
 
@@ -39,21 +39,25 @@ def shared(
 def setup_routes(app: web.Application) -> None:
     app.add_routes(
         [
-            *shared(logs.list_logs, ("/api/log/",), ("/api/log/self",)),
-            *shared(logs.search_logs, ("/api/log/search",), ("/api/log/self/search",)),
+            *shared(logs_http.list_logs, ("/api/log/",), ("/api/log/self",)),
+            *shared(logs_http.search_logs, ("/api/log/search",), ("/api/log/self/search",)),
             web.delete("/api/log/", history.delete_history),
             web.delete("/api/log/future", history.delete_future),
-            *shared(stats.stat_logs, ("/api/log/stat",), ("/api/log/self/stat",)),
-            *shared(stats.series_logs, ("/api/log/series",), ("/api/log/self/series",)),
+            *shared(stats_http.stat_logs, ("/api/log/stat",), ("/api/log/self/stat",)),
+            *shared(stats_http.series_logs, ("/api/log/series",), ("/api/log/self/series",)),
             *shared(
-                stats.performance_logs, ("/api/log/performance",), ("/api/log/self/performance",)
+                stats_http.performance_logs,
+                ("/api/log/performance",),
+                ("/api/log/self/performance",),
             ),
-            *shared(export.export_logs, ("/api/log/export",), ("/api/log/self/export",)),
+            *shared(export_http.export_logs, ("/api/log/export",), ("/api/log/self/export",)),
             *shared(
-                usage.usage_data, ("/api/data/", "/api/data"), ("/api/data/self", "/api/data/self/")
+                usage_http.usage_data,
+                ("/api/data/", "/api/data"),
+                ("/api/data/self", "/api/data/self/"),
             ),
-            web.post("/api/internal/logs", ingest.ingest_logs),
-            web.post("/api/internal/tokens", ingest.ingest_tokens),
+            web.post("/api/internal/logs", ingest_http.ingest_logs),
+            web.post("/api/internal/tokens", ingest_http.ingest_tokens),
             web.get("/healthz", ops.healthz),
             web.get("/readyz", ops.readyz),
             web.get("/metrics", ops.metrics),
@@ -66,5 +70,5 @@ def setup_routes(app: web.Application) -> None:
     )
     # The public token lookup is the only cross-origin route (service.headers: CORS
     # headers on every answer of it, errors included, and its preflight).
-    app.router.add_get(TOKEN_PATH, logs.by_token)
+    app.router.add_get(TOKEN_PATH, logs_http.by_token)
     app.router.add_route("OPTIONS", TOKEN_PATH, preflight)

@@ -15,50 +15,23 @@ so that in a zone offset by a half hour the buckets still start on its full hour
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
-from .errors import BadRequest, InvalidParameter
-from .params import MAX_TIMESTAMP, LogFilter, get_raw
+from .params import MAX_TIMESTAMP, LogFilter
 from .stats import _range_sql, zone_floor, zone_grain
 from .store import Store
 
 CONSUME = 2
 HOUR = 3600
 #: the longest range /api/data/self answers, and new-api's own refusal of a longer one
+#: (the route's parameter table applies it: service.routeparams)
 SELF_MAX_SPAN = 30 * 86400
 SELF_SPAN_MESSAGE = "时间跨度不能超过 1 个月"
 
 
-def check_self_span(start: int, end: int) -> None:
-    """A user's range is at most :data:`SELF_MAX_SPAN`, refused in new-api's words."""
-    if end - start > SELF_MAX_SPAN:
-        raise BadRequest(SELF_SPAN_MESSAGE)
-
-
 #: the rollup is per minute; any zone's hour lies within this much of the UTC hour
 _SLACK = 86400
-
-
-@lru_cache(maxsize=1)
-def zone_names() -> frozenset[str]:
-    """The IANA zones accepted as ``tz`` (the system's tz database; each is known to the
-    engine's own copy too)."""
-    return frozenset(available_timezones())
-
-
-def get_tz(query: Any, default: str) -> str:
-    """The IANA zone of the ``tz`` parameter (or the default), checked."""
-    raw = get_raw(query, "tz")
-    if raw is None or raw.strip() == "":
-        return default
-    name = raw.strip()
-    if name not in zone_names():
-        raise InvalidParameter(
-            "tz", f"unknown time zone {name[:40]!r}; use an IANA name such as Asia/Shanghai"
-        )
-    return name
 
 
 def local_midnight(now: float, tz: str) -> int:

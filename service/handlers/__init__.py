@@ -1,7 +1,11 @@
 """HTTP handlers, one module per resource: parse and validate, call one query function,
 shape the response. A resource that administrators and users both read has one handler
 taking the :class:`Audience`; the route table registers it once per audience
-(:func:`for_audience`)."""
+(:func:`for_audience`).
+
+A handler module serving a domain module of the same name carries the suffix ``_http``
+(``stats_http`` answers the routes of ``service.stats``), so that no two modules of the
+service share a name."""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ from ..auth import ROLE_ADMIN, ROLE_USER, Principal
 from ..columns import ADMIN_FIELDS, USER_FIELDS
 from ..errors import Unauthorized
 from ..gate import CALLER
-from ..keys import AUTH, GATEWAY, SETTINGS
-from ..params import LogFilter, parse_filter
+from ..keys import AUTH, CLOCK, GATEWAY, SETTINGS
+from ..params import Args, ByAudience, ParamTable
 
 R = TypeVar("R", bound=web.StreamResponse)
 
@@ -52,10 +56,25 @@ def for_audience(
     return answer
 
 
-def scoped_filter(request: web.Request, audience: Audience, who: Principal) -> LogFilter:
-    """The request's filters as ``audience`` may use them: a user's, on their own logs."""
-    user_id = None if audience.admin else who.user_id
-    return parse_filter(request.query, request.app[SETTINGS], admin=audience.admin, user_id=user_id)
+def read_params(request: web.Request, table: ParamTable, user_id: int | None = None) -> Args:
+    """The request's query parameters as the route's ``table`` reads them (400 naming the
+    first one that does not parse); ``user_id`` scopes the filter to one user's logs."""
+    return table.parse(
+        request.query,
+        request.app[SETTINGS],
+        clock=request.app[CLOCK],
+        authorization=request.headers.get("Authorization", ""),
+        user_id=user_id,
+    )
+
+
+def scoped_params(
+    request: web.Request, resource: ByAudience, audience: Audience, who: Principal
+) -> Args:
+    """The request's parameters as ``audience`` may use them: a user's filter on their
+    own logs."""
+    table = resource.of(audience.admin)
+    return read_params(request, table, None if audience.admin else who.user_id)
 
 
 async def principal(request: web.Request, role: int) -> Principal:

@@ -9,15 +9,15 @@ from aiohttp import web
 from ..auth import ROLE_ADMIN
 from ..deletion import DeleteResult, delete_before, delete_from
 from ..keys import CLOCK, DELETE_GUARD, METRICS, SETTINGS, STORE
-from ..params import get_target
 from ..rollup import FIRST_DAY, LAST_DAY, day_of, marked
+from ..routeparams import DELETE
 from ..web import ok
-from . import principal
+from . import principal, read_params
 
 
 async def delete_history(request: web.Request) -> web.Response:
     await principal(request, ROLE_ADMIN)
-    target = get_target(request.query, request.app[CLOCK]())
+    target = read_params(request, DELETE)["target_timestamp"]
     settings = request.app[SETTINGS]
     store, guard = request.app[STORE], request.app[DELETE_GUARD]
 

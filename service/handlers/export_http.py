@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from contextlib import aclosing
 
 from aiohttp import web
@@ -13,25 +12,25 @@ from aiohttp import web
 from .. import export
 from ..errors import ApiError
 from ..keys import CLOCK, METRICS, SETTINGS, STORE
-from ..params import LogFilter, get_choice
+from ..params import LogFilter
+from ..routeparams import EXPORT
 from ..web import REQUEST_ID
-from . import Audience, principal, scoped_filter
+from . import Audience, principal, scoped_params
 
 log = logging.getLogger(__name__)
 
 
 async def export_logs(request: web.Request, audience: Audience) -> web.StreamResponse:
     who = await principal(request, audience.role)
-    flt = scoped_filter(request, audience, who)
-    return await _export(request, flt, audience.fields, audience.user_view)
+    args = scoped_params(request, EXPORT, audience, who)
+    return await _export(request, args.filter, args["format"], audience)
 
 
 async def _export(
-    request: web.Request, flt: LogFilter, fields: Sequence[str], user_view: bool
+    request: web.Request, flt: LogFilter, fmt: str, audience: Audience
 ) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    fmt = get_choice(request.query, "format", export.FORMATS, settings, export.DEFAULT_FORMAT)
-    assert fmt is not None
+    fields, user_view = audience.fields, audience.user_view
     blocks = export.export_blocks(
         request.app[STORE],
         flt,
