@@ -19,6 +19,7 @@ line says why when the error could still be written).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -164,8 +165,8 @@ async def export_blocks(
                     # Past the memory budget: what is held goes first, then each block.
                     handed = True
                     while window:
-                        yield shape(window.pop(0), fields, user_view)
-                    yield shape(block, fields, user_view)
+                        yield await _shaped(window.pop(0), fields, user_view)
+                    yield await _shaped(block, fields, user_view)
         except QueryBound as exc:
             # A window of large rows past the engine's memory bound: read it again in
             # two halves by time (each holds rows), unless nothing smaller is possible.
@@ -177,7 +178,23 @@ async def export_blocks(
             pending[0:0] = halves
             continue
         while window:
-            yield shape(window.pop(0), fields, user_view)
+            yield await _shaped(window.pop(0), fields, user_view)
+
+
+#: blocks of at least this many rows are shaped on a worker thread
+SHAPE_OFF_LOOP_ROWS = 1000
+
+
+async def _shaped(
+    block: list[tuple[Any, ...]], fields: Sequence[str], user_view: bool
+) -> list[dict[str, Any]]:
+    """:func:`~service.logs.shape` of a block, on a worker thread when it is large: a
+    user's window of 10,000 rows (each ``other`` parsed for the user view) is tens of
+    milliseconds of Python; on a thread, the event loop still gets the interpreter every
+    few milliseconds and other requests are answered meanwhile."""
+    if len(block) < SHAPE_OFF_LOOP_ROWS:
+        return shape(block, fields, user_view)
+    return await asyncio.to_thread(shape, block, fields, user_view)
 
 
 async def _halves(

@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from .columns import ADMIN_FIELDS as ADMIN_FIELDS
 from .columns import TOKEN_VIEW
 from .columns import USER_FIELDS as USER_FIELDS
@@ -27,20 +29,46 @@ ADMIN_ONLY_OTHER_KEYS = ("admin_info", "reject_reason", "audit_info")
 ORDER = "ORDER BY created_at DESC, id DESC"
 
 
+def _writes_as_stdlib(value: Any) -> bool:
+    """True when orjson writes ``value`` byte for byte as ``json.dumps`` (compact,
+    non-ASCII kept) does: every float in ``[1e-4, 1e16)`` or zero (outside it the two
+    spell exponents differently; an integer past 64 bits, which orjson reads as a float,
+    is past 1e16 too). Strings, integers, booleans and null they write alike."""
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is float:
+            if item != 0.0 and not 1e-4 <= abs(item) < 1e16:
+                return False
+        elif (kind is dict or kind is list) and not _writes_as_stdlib(item):
+            return False
+    return True
+
+
 def scrub_other(raw: str) -> str:
-    """``other`` without the admin-only keys; unparseable text is withheld entirely."""
+    """``other`` without the admin-only keys; unparseable text is withheld entirely.
+
+    Exactly what ``json.loads`` / ``json.dumps`` give, through orjson where it agrees
+    (about 8x less Python time: a user's export shapes every row of a window on the
+    event loop); the stdlib reads what orjson refuses (``NaN``, lone surrogates)."""
     if not raw:
         return raw
+    fast = True
     try:
-        value = json.loads(raw)
-    except ValueError:
-        return ""
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        fast = False
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return ""
     if not isinstance(value, dict):
         return raw if isinstance(value, int | float | str) or value is None else ""
     if not any(key in value for key in ADMIN_ONLY_OTHER_KEYS):
         return raw
     for key in ADMIN_ONLY_OTHER_KEYS:
         value.pop(key, None)
+    if fast and _writes_as_stdlib(value):
+        return orjson.dumps(value).decode()
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
