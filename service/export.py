@@ -23,10 +23,10 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .logs import ORDER, select_list, shape
 from .params import LogFilter
@@ -160,7 +160,7 @@ async def export_blocks(
                         continue
                     if not window_bytes or held <= window_bytes:
                         window.append(block)
-                        held += block_bytes(block)
+                        held += await off_loop(block_bytes, block)
                         continue
                     # Past the memory budget: what is held goes first, then each block.
                     handed = True
@@ -181,20 +181,27 @@ async def export_blocks(
             yield await _shaped(window.pop(0), fields, user_view)
 
 
-#: blocks of at least this many rows are shaped on a worker thread
+T = TypeVar("T")
+#: blocks of at least this many rows are handled on a worker thread
 SHAPE_OFF_LOOP_ROWS = 1000
+
+
+async def off_loop(fn: Callable[..., T], block: Sequence[Any], *args: Any) -> T:
+    """``fn(block, *args)``, on a worker thread when the block is large: the Python work
+    of a window of 10,000 rows (shaping each row, the user view's ``other``, encoding)
+    is tens of milliseconds; on a thread the event loop still gets the interpreter every
+    few milliseconds, so other requests are answered meanwhile (py-spy on the service
+    under the soak's hostile user: the loop was busy with export windows most of the
+    time)."""
+    if len(block) < SHAPE_OFF_LOOP_ROWS:
+        return fn(block, *args)
+    return await asyncio.to_thread(fn, block, *args)
 
 
 async def _shaped(
     block: list[tuple[Any, ...]], fields: Sequence[str], user_view: bool
 ) -> list[dict[str, Any]]:
-    """:func:`~service.logs.shape` of a block, on a worker thread when it is large: a
-    user's window of 10,000 rows (each ``other`` parsed for the user view) is tens of
-    milliseconds of Python; on a thread, the event loop still gets the interpreter every
-    few milliseconds and other requests are answered meanwhile."""
-    if len(block) < SHAPE_OFF_LOOP_ROWS:
-        return shape(block, fields, user_view)
-    return await asyncio.to_thread(shape, block, fields, user_view)
+    return await off_loop(shape, block, fields, user_view)
 
 
 async def _halves(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from contextlib import aclosing
+from typing import Any
 
 from aiohttp import web
 
@@ -64,15 +66,13 @@ async def _export(
         try:
             if fmt == "csv":
                 await send(export.csv_header(fields))
+            def encoded(items: Sequence[dict[str, Any]]) -> bytes:
+                totals.add(items)
+                return export.csv_rows(items, fields) if fmt == "csv" else export.ndjson_rows(items)
+
             pending = first
             while pending is not None:
-                totals.add(pending)
-                chunk = (
-                    export.csv_rows(pending, fields)
-                    if fmt == "csv"
-                    else export.ndjson_rows(pending)
-                )
-                await send(chunk)
+                await send(await export.off_loop(encoded, pending))
                 pending = await anext(blocks, None)
             await send(export.csv_totals(totals) if fmt == "csv" else export.ndjson_totals(totals))
         except TimeoutError:
