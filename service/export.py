@@ -19,7 +19,6 @@ line says why when the error could still be written).
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -160,13 +159,13 @@ async def export_blocks(
                         continue
                     if not window_bytes or held <= window_bytes:
                         window.append(block)
-                        held += await off_loop(block_bytes, block)
+                        held += await off_loop(store, block_bytes, block)
                         continue
                     # Past the memory budget: what is held goes first, then each block.
                     handed = True
                     while window:
-                        yield await _shaped(window.pop(0), fields, user_view)
-                    yield await _shaped(block, fields, user_view)
+                        yield await off_loop(store, shape, window.pop(0), fields, user_view)
+                    yield await off_loop(store, shape, block, fields, user_view)
         except QueryBound as exc:
             # A window of large rows past the engine's memory bound: read it again in
             # two halves by time (each holds rows), unless nothing smaller is possible.
@@ -178,7 +177,7 @@ async def export_blocks(
             pending[0:0] = halves
             continue
         while window:
-            yield await _shaped(window.pop(0), fields, user_view)
+            yield await off_loop(store, shape, window.pop(0), fields, user_view)
 
 
 T = TypeVar("T")
@@ -186,22 +185,18 @@ T = TypeVar("T")
 SHAPE_OFF_LOOP_ROWS = 1000
 
 
-async def off_loop(fn: Callable[..., T], block: Sequence[Any], *args: Any) -> T:
-    """``fn(block, *args)``, on a worker thread when the block is large: the Python work
-    of a window of 10,000 rows (shaping each row, the user view's ``other``, encoding)
-    is tens of milliseconds; on a thread the event loop still gets the interpreter every
-    few milliseconds, so other requests are answered meanwhile (py-spy on the service
-    under the soak's hostile user: the loop was busy with export windows most of the
-    time)."""
+async def off_loop(store: Store, fn: Callable[..., T], block: Sequence[Any], *args: Any) -> T:
+    """``fn(block, *args)``; for a large block on a worker thread inside the caller's
+    share of the engine (:meth:`Store.work`; within a slot the task holds already, as
+    inside a window's read, in that slot). The Python work of a window of 10,000
+    rows (shaping each row, the user view's ``other``, encoding) is tens of
+    milliseconds: on a thread the event loop still gets the interpreter every few
+    milliseconds, and in the share a heavy caller's exports and queries together hold
+    one core, not one each (py-spy on the service under the soak's hostile user: the
+    event loop, then the threads, were busy with export windows)."""
     if len(block) < SHAPE_OFF_LOOP_ROWS:
         return fn(block, *args)
-    return await asyncio.to_thread(fn, block, *args)
-
-
-async def _shaped(
-    block: list[tuple[Any, ...]], fields: Sequence[str], user_view: bool
-) -> list[dict[str, Any]]:
-    return await off_loop(shape, block, fields, user_view)
+    return await store.work(fn, block, *args)
 
 
 async def _halves(

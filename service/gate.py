@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .errors import EngineUnavailable, RateLimited
 from .settings import Settings
@@ -48,8 +48,11 @@ from .store import LANE, Params, Rows, Store
 
 #: who the engine work of the current request is for (None: the service's own jobs)
 CALLER: ContextVar[str | None] = ContextVar("gatelog_caller", default=None)
+#: whether the current task holds a read slot now (an export's stream between blocks)
+HOLDING: ContextVar[bool] = ContextVar("gatelog_holding", default=False)
 
 READ, WRITE = "read", "write"
+T = TypeVar("T")
 
 
 class Overloaded(EngineUnavailable):
@@ -141,22 +144,28 @@ class Lane:
     def retry_after(self) -> int:
         return max(1, math.ceil(self.wait_seconds))
 
+    def shared(self, caller: str | None) -> bool:
+        """Whether a caller other than ``caller`` uses the lane: holds a slot, waits for
+        one, or released one less than ``recent_seconds`` ago."""
+        if any(other != caller for other in self.by_caller):
+            return True
+        if any(w.caller not in (None, caller) and not w.future.done() for w in self.waiters):
+            return True
+        since = self.clock() - self.recent_seconds
+        found = False
+        for other, seen in list(self.last_seen.items()):
+            if seen < since:
+                del self.last_seen[other]  # forgotten: keeps the map as small as the callers
+            elif other != caller:
+                found = True
+        return found
+
     def share(self, caller: str) -> int:
         """How many slots ``caller`` may hold now (``per_caller``, or ``contended``
         while another caller uses the lane)."""
         if self.contended <= 0 or self.contended >= self.per_caller:
             return self.per_caller
-        if any(other != caller for other in self.by_caller):
-            return self.contended
-        if any(w.caller not in (None, caller) and not w.future.done() for w in self.waiters):
-            return self.contended
-        since = self.clock() - self.recent_seconds
-        for other, seen in list(self.last_seen.items()):
-            if seen < since:
-                del self.last_seen[other]  # forgotten: keeps the map as small as the callers
-            elif other != caller:
-                return self.contended
-        return self.per_caller
+        return self.contended if self.shared(caller) else self.per_caller
 
     def _eligible(self, caller: str | None) -> bool:
         if self.held >= self.capacity:
@@ -307,7 +316,14 @@ class Gate:
         if store is not None:
             await store.connected()  # an unreachable engine fails calls before any wait
         async with self.lane(kind).slot(CALLER.get()):
-            yield
+            holding = HOLDING.set(True)
+            try:
+                yield
+            finally:
+                try:
+                    HOLDING.reset(holding)
+                except ValueError:  # left from another context (a generator closed late)
+                    HOLDING.set(False)
 
 
 class GatedStore(Store):
@@ -364,6 +380,15 @@ class GatedStore(Store):
                     yield block
             finally:
                 await blocks.aclose()  # type: ignore[attr-defined]
+
+    async def work(self, fn: Callable[..., T], *args: Any) -> T:
+        # In the caller's share: a heavy caller's Python work on its rows (an export
+        # window's shaping and encoding) and its engine queries together hold at most
+        # its slots, so it cannot take a core with each.
+        if HOLDING.get():  # within a slot of this task already (a stream's blocks)
+            return await asyncio.to_thread(fn, *args)
+        async with self.gate.slot("query"):
+            return await asyncio.to_thread(fn, *args)
 
     async def _run(self, kind: str, fn: Callable[[Any], Any]) -> Any:
         async with self.gate.slot(kind, self.inner):

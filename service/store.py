@@ -168,6 +168,13 @@ class Store(ABC):
     #: long-lived hooks of the same shape (each app's metrics), see add_observer
     _observers: tuple[Callable[[str, float], None], ...] = ()
 
+    async def work(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, Python work on rows the engine returned, on a worker thread.
+        The app's gated store runs it inside the caller's share of the engine
+        (:class:`service.gate.GatedStore`), so a caller's CPU in the service counts
+        with its engine work."""
+        return await asyncio.to_thread(fn, *args)
+
     def add_observer(self, fn: Callable[[str, float], None]) -> None:
         self._observers = (*self._observers, fn)
 

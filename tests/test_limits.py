@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
-from service.gate import GatedStore, Lane
+from service.gate import CallerBusy, GatedStore, Lane
 from service.keys import STORE
 from service.settings import Settings
 from service.store import ChdbStore, Store
@@ -392,3 +392,31 @@ async def test_an_export_past_the_memory_bound_mid_stream_ends_with_its_error_li
     rows, last = await export_of_large_rows(make, spread=False)  # no smaller window exists
     assert [row["content"] for row in rows] == ["small"] * 10
     assert "GATELOG_QUERY_MAX_MEMORY_BYTES" in last["error"]
+
+
+async def test_python_work_on_rows_runs_inside_the_callers_share(
+    store: ChdbStore, settings: Settings
+) -> None:
+    """An export's Python work on a window (shaping, encoding) takes a slot of the
+    caller's share like its queries, so a heavy caller's exports and queries together
+    hold its share; inside a stream of its own (a window past the memory budget, handed
+    on while read) it runs in that stream's slot instead of waiting for a second one."""
+    from service.gate import CALLER, Gate
+
+    gate = Gate(replace(settings, max_concurrent_queries=4, max_concurrent_queries_per_user=1,
+                        query_queue_timeout_seconds=0.3))  # fmt: skip
+    gated_store = GatedStore(store, gate)
+    token = CALLER.set("user:9")
+    try:
+        assert await gated_store.work(lambda n: (gate.read.by_caller["user:9"], n), 5) == (1, 5)
+        assert gate.read.held == 0
+        await gate.read.acquire("user:9")  # the caller at its share: its work waits, refused
+        with pytest.raises(CallerBusy):
+            await gated_store.work(lambda: None)
+        gate.read.release("user:9")
+        seen = []
+        async for block in gated_store.stream("SELECT number FROM numbers(3)"):
+            seen.append(await gated_store.work(lambda b: (gate.read.held, len(b)), block))
+        assert seen == [(1, 3)] and gate.read.held == 0
+    finally:
+        CALLER.reset(token)

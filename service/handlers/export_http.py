@@ -66,13 +66,14 @@ async def _export(
         try:
             if fmt == "csv":
                 await send(export.csv_header(fields))
+
             def encoded(items: Sequence[dict[str, Any]]) -> bytes:
                 totals.add(items)
                 return export.csv_rows(items, fields) if fmt == "csv" else export.ndjson_rows(items)
 
             pending = first
             while pending is not None:
-                await send(await export.off_loop(encoded, pending))
+                await send(await export.off_loop(request.app[STORE], encoded, pending))
                 pending = await anext(blocks, None)
             await send(export.csv_totals(totals) if fmt == "csv" else export.ndjson_totals(totals))
         except TimeoutError:
