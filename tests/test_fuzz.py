@@ -169,11 +169,13 @@ def fewest_buckets(query: dict[str, Any], number: Any) -> int:
 
 def flatmap_query(context: Any, query: dict[str, Any]) -> Any:
     """The token lookup gets the seeded token's key in three cases of four, so that it
-    also answers rows (a generated key finds no token)."""
+    also answers rows (a generated key finds no token); in one of those the key alone,
+    since the fuzzed parameters beside a key are often refused (full runs twice had no
+    success on the route with seeds that passed when the file ran alone)."""
     if context.operation is None or context.operation.path != "/api/log/token":
         return st.just(query)
     seeded = {**query, "key": TOKEN_KEY}
-    return st.sampled_from([query, seeded, seeded, seeded])
+    return st.sampled_from([query, seeded, seeded, {"key": TOKEN_KEY}])
 
 
 def intended_caller(method: str, path: str) -> str:
