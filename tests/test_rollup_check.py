@@ -158,3 +158,38 @@ async def test_rollup_commands_exit_codes(make_client: Any, store: Any) -> None:
     finally:
         await server.stop()
         server.close()
+
+
+async def test_a_repair_beside_ingest_into_the_same_day_leaves_it_exact(
+    make_client: Any, store: Any
+) -> None:
+    """``rollup repair`` of a day while another service (the app, whose delete guard is
+    not the repair's) keeps ingesting batches into that day: every batch is stored once,
+    the day's rollups end equal to its raw rows, and no marker is left."""
+    client = await make_client()
+    await ingest(client, rows())
+    await corrupt(store)  # day 1: a stray rollup cell, so the repair has work to do
+    salt = uuid.uuid4().hex[:8]
+    first = asyncio.Event()
+
+    async def writer() -> int:
+        stored = 0
+        for k in range(12):
+            batch = [log_row(created_at=BASE + DAY + 600 + 60 * k + j, quota=10 + j,
+                             request_id=f"{salt}-{k}-{j}") for j in range(5)]  # fmt: skip
+            await ingest(client, batch)
+            stored += len(batch)
+            first.set()
+        return stored
+
+    async def repairer() -> None:
+        await first.wait()
+        await repair(store, DAYS[1])
+
+    stored, _ = await asyncio.gather(writer(), repairer())
+    assert [d for d in await check(store, DAYS) if d.day == DAYS[1]] == []
+    count = await store.query(
+        "SELECT count() FROM logs WHERE startsWith(request_id, {s:String})", {"s": salt}
+    )
+    assert count.scalar() == stored == 60
+    assert await open_markers(store) == []
