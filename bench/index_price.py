@@ -64,7 +64,9 @@ MATCH = (
     "(lowerUTF8(content) LIKE lowerUTF8({kw_pattern:String})"
     " OR lowerUTF8(model_name) LIKE lowerUTF8({kw_pattern:String}))"
 )
-TIME = "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
+TIME = (
+    "created_at >= toDateTime({lo:UInt32}, 'UTC') AND created_at < toDateTime({hi:UInt32}, 'UTC')"
+)
 COUNT = f"SELECT count() FROM logs WHERE {TIME} AND {MATCH}"
 PAGE = (
     f"SELECT id, created_at, content FROM logs WHERE {TIME} AND {MATCH} "

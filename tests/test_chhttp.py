@@ -248,8 +248,12 @@ async def test_the_deployed_account_can_apply_the_whole_schema(chdb_path: str) -
             "ORDER BY name",
             "CSV",
         )
-        assert left.bytes().decode().split() == ['"logs_day_m"', '"logs_day_m_mv"',
-                                                 '"logs_day_site_m"', '"logs_day_site_m_mv"']
+        assert left.bytes().decode().split() == [
+            '"logs_day_m"',
+            '"logs_day_m_mv"',
+            '"logs_day_site_m"',
+            '"logs_day_site_m_mv"',
+        ]
     finally:
         admin.query("DROP DATABASE IF EXISTS gatelog")
         admin.query("CREATE DATABASE gatelog")
