@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from write import VARIANTS as DESCRIPTION  # noqa: E402
-from write import variant_ddl  # noqa: E402
+from write import save, variant_ddl  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DAY = 86400
@@ -277,12 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_end": load(),
         "variants": variants,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"index-price-{span['rows']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    stem.with_suffix(".md").write_text(text)
-    print(text)
+    save(args.out, f"index-price-{span['rows']}", result, markdown(result))
     return 0
 
 

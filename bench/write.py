@@ -548,13 +548,16 @@ def main(argv: list[str] | None = None) -> int:
         "prices": prices,
         "others": others,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"write-{result['rows']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    stem.with_suffix(".md").write_text(text)
-    print(text)
+    save(args.out, f"write-{result['rows']}", result, markdown(result))
     return 0
+
+
+def save(out: Path, name: str, result: dict[str, Any], text: str) -> None:
+    """A bench's result: ``out/<name>.json`` and ``.md``, the markdown also printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
