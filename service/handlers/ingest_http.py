@@ -19,7 +19,7 @@ from ..ingest import (
     store_tokens,
     validate,
 )
-from ..keys import AUTH, CLOCK, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
+from ..keys import AUTH, DELETE_GUARD, IDS, METRICS, SETTINGS, STORE
 from ..rollup import wait_for_markers
 from ..store import LANE, ChdbStore
 from ..tokenhash import hash_key
@@ -38,9 +38,9 @@ async def ingest_logs(request: web.Request) -> web.Response:
     _writer(request)
     body = await request.read()
     settings = request.app[SETTINGS]
-    # "now" is the app's clock (stats, deletes and retention use the same one)
-    fields = log_fields_for(settings, request.app[CLOCK]())
-    table = parse_logs(body, request.content_type, fields, settings.max_batch_rows)
+    table = parse_logs(
+        body, request.content_type, log_fields_for(settings), settings.max_batch_rows
+    )
     check_log_days(table, settings.ingest_max_days_per_batch)
     ids = request.app[IDS]
     # A batch holding logs older than a running history delete's target waits for it,
