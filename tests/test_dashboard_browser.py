@@ -218,6 +218,15 @@ def table(page: Any) -> tuple[list[str], list[dict[str, str]]]:
     return head, [dict(zip(head, row, strict=True)) for row in cells]
 
 
+async def started(app: web.Application) -> tuple[web.AppRunner, int]:
+    """``app`` served on a free local port: its runner (to clean up) and the port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 def test_admin_sees_the_site(page: Any, live: Live) -> None:
     sign_in(page, live, admin_token())
     assert page.evaluate("document.body.dataset.view") == "admin"
@@ -428,12 +437,7 @@ def test_the_gateways_session_signs_in(
         settings = Settings(
             data_dir=str(data_dir), jwt_secret=SECRET, token_lookup_rate=0, gateway_url=gateway.url
         )
-        runner = web.AppRunner(create_app(settings, store=engine))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        holder["runner"] = runner
-        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        holder["runner"], holder["port"] = await started(create_app(settings, store=engine))
 
     async def down() -> None:
         await holder["runner"].cleanup()
@@ -489,12 +493,7 @@ def test_a_series_too_large_is_said_in_its_chart(
     holder: dict[str, Any] = {}
 
     async def up() -> None:
-        runner = web.AppRunner(create_app(settings, store=engine))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        holder["runner"] = runner
-        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        holder["runner"], holder["port"] = await started(create_app(settings, store=engine))
 
     asyncio.run_coroutine_threadsafe(up(), loop).result(60)
     small = Live(f"http://127.0.0.1:{holder['port']}", live.rows)
